@@ -1,0 +1,58 @@
+# postfix_relay — developer and CI entry points.
+#   make test   lint + unit + render + the container matrix (CI runs this)
+# Every target installs what it needs; re-running is cheap.
+SHELL        := /bin/bash
+.SHELLFLAGS  := -euo pipefail -c
+PYTHON       ?= python3
+VENV         ?= .venv
+PY           := $(VENV)/bin/python
+STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut -c1-12)
+export PYTHONPATH := $(CURDIR)/test
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: test check lint unit render integration host venv clean-containers help
+
+help:
+	@echo "make test         lint, unit, render and container tests (what CI runs)"
+	@echo "make check        lint, unit and render tests only (no containers)"
+	@echo "make integration  the kitchen.yml matrix in systemd containers"
+
+test: check integration
+
+check: lint unit render
+
+venv: $(STAMP)
+
+$(STAMP): test/requirements.txt
+	@echo "==> creating $(VENV) with pinned test dependencies (salt compiles a C extension: ~2 min cold)"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r test/requirements.txt
+	$(PY) -c 'import salt.version, testinfra, aiosmtpd; print("==> venv ready: salt", salt.version.__version__)'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+lint: venv
+	@echo "==> lint: ruff, yamllint, salt-lint"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/yamllint --strict .
+	$(VENV)/bin/salt-lint postfix_relay/*.sls postfix_relay/*/*.sls
+
+unit: venv
+	@echo "==> unit tests: settings() as pure Python"
+	$(PY) -m pytest -q test/unit
+
+render: venv
+	@echo "==> render tests: real Salt renders the formula on this host"
+	$(PY) -m pytest -q test/render
+
+host:
+	@$(PYTHON) -m harness.hostsetup
+
+integration: venv host
+	@echo "==> container tests: kitchen.yml matrix (create, converge twice, verify, destroy)"
+	$(PY) -m harness.kitchen test
+
+clean-containers:
+	@$(PYTHON) -m harness.hostsetup --remove-containers

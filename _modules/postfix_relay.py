@@ -1,0 +1,874 @@
+"""
+Resolve the ``postfix_relay`` pillar into everything the formula renders.
+
+This execution module is the single place where the formula makes decisions:
+the provider catalogue, pillar validation, OS defaults and the derived Postfix
+settings all live here, as pure Python that is unit-tested without Salt.  The
+SLS files and templates only loop over what :func:`resolve` returns.
+
+Data flow::
+
+    pillar postfix_relay:*  +  OS facts (grains)
+        -> resolve()   validate, apply the provider preset, derive
+        -> one dict:   packages, main_cf sections, sasl map, db type, CA file
+        -> settings()  the same dict with every secret redacted (safe to show)
+
+Secrets take the shortest path: only :func:`sasl_passwd`, called from inside
+the ``sasl_passwd`` file template, returns the password.  Nothing else hands it
+to a state argument, so it cannot end up in state output or caches.
+
+:depends: nothing beyond the Python standard library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "postfix_relay"
+
+PILLAR_ROOT = "postfix_relay"
+REDACTED = "<redacted>"
+
+STARTTLS = "starttls"
+IMPLICIT = "implicit"
+TLS_MODES = (STARTTLS, IMPLICIT)
+DEFAULT_PORT = 587
+# Ports that mean implicit TLS (TLS from the first byte) for a custom host.
+IMPLICIT_PORTS = (465, 2465)
+
+# --------------------------------------------------------------------------
+# Provider catalogue: the one place that knows each provider.
+# Adding a provider = adding one entry here (and one unit test).
+# ``ports`` maps each port the provider offers to the TLS mode it speaks.
+# ``username``: "fixed:<value>" (the provider fixes it), "password" (defaults
+# to the password, as Postmark's server token), or None (required in pillar).
+# ``main_cf``: extra parameters the provider's own Postfix guide sets.
+# --------------------------------------------------------------------------
+SES_REGIONS = (
+    "af-south-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-5",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+)
+
+PROVIDERS: dict[str, dict[str, Any]] = {
+    "sendgrid": {
+        "title": "SendGrid",
+        "hosts": {None: "smtp.sendgrid.net"},
+        "ports": {25: STARTTLS, 587: STARTTLS, 2525: STARTTLS, 465: IMPLICIT},
+        "username": "fixed:apikey",
+        "main_cf": {"header_size_limit": "4096000"},
+    },
+    "mailgun": {
+        "title": "Mailgun",
+        "hosts": {"us": "smtp.mailgun.org", "eu": "smtp.eu.mailgun.org"},
+        "default_region": "us",
+        "ports": {25: STARTTLS, 587: STARTTLS, 2525: STARTTLS, 465: IMPLICIT},
+        "username": None,
+        "main_cf": {},
+    },
+    "ses": {
+        "title": "Amazon SES",
+        "host_template": "email-smtp.{region}.amazonaws.com",
+        "regions": SES_REGIONS,
+        "ports": {25: STARTTLS, 587: STARTTLS, 2587: STARTTLS, 465: IMPLICIT, 2465: IMPLICIT},
+        "username": None,
+        "main_cf": {},
+    },
+    "postmark": {
+        "title": "Postmark",
+        "hosts": {None: "smtp.postmarkapp.com"},
+        "ports": {25: STARTTLS, 587: STARTTLS, 2525: STARTTLS},
+        "username": "password",
+        "main_cf": {},
+    },
+    "custom": {
+        "title": "custom SMTP host",
+        "hosts": {},
+        "ports": None,
+        "username": None,
+        "main_cf": {},
+    },
+}
+
+# --------------------------------------------------------------------------
+# OS defaults, per os_family.  Only what differs between families lives here.
+# --------------------------------------------------------------------------
+OS_FAMILIES: dict[str, dict[str, Any]] = {
+    "Debian": {
+        "packages": ["postfix", "libsasl2-modules", "ca-certificates"],
+        "ca_file": "/etc/ssl/certs/ca-certificates.crt",
+        "db_type": "hash",
+        "cache_db_type": "btree",
+        # Preseed so that installing postfix asks nothing and starts nothing
+        # until our main.cf is in place.
+        "debconf": [["postfix", "postfix/main_mailer_type", "select", "No configuration"]],
+    },
+    "RedHat": {
+        "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates"],
+        "ca_file": "/etc/pki/tls/certs/ca-bundle.crt",
+        "db_type": "hash",
+        "cache_db_type": "btree",
+        "debconf": [],
+    },
+    "Suse": {
+        "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates"],
+        "ca_file": "/etc/ssl/ca-bundle.pem",
+        "db_type": "lmdb",
+        "cache_db_type": "lmdb",
+        "debconf": [],
+    },
+}
+
+# File name suffix that ``postmap`` gives the compiled map, per database type.
+DB_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb"}
+
+CONFIG_DIR = "/etc/postfix"
+ALIASES = "/etc/aliases"
+
+# main.cf parameters that decide who may relay, where credentials go and
+# whether they travel encrypted.  ``main_cf`` may only override them when the
+# same name is also listed in ``allow_unsafe_overrides``.
+PROTECTED_PARAMS = frozenset(
+    {
+        "default_transport",
+        "inet_interfaces",
+        "mynetworks",
+        "mynetworks_style",
+        "relay_transport",
+        "relayhost",
+        "sender_dependent_relayhost_maps",
+        "smtp_sasl_auth_enable",
+        "smtp_sasl_mechanism_filter",
+        "smtp_sasl_password_maps",
+        "smtp_sasl_security_options",
+        "smtp_sasl_tls_security_options",
+        "smtp_tls_CAfile",
+        "smtp_tls_CApath",
+        "smtp_tls_mandatory_protocols",
+        "smtp_tls_policy_maps",
+        "smtp_tls_security_level",
+        "smtp_tls_wrappermode",
+        "smtpd_client_restrictions",
+        "smtpd_recipient_restrictions",
+        "smtpd_relay_restrictions",
+        "smtpd_sasl_auth_enable",
+        "transport_maps",
+    }
+)
+
+# Parameters whose change needs a stop/start, not a reload.
+RESTART_PARAMS = ("inet_interfaces", "inet_protocols")
+
+# Every key the pillar may carry, with a one-line description used in errors.
+PILLAR_KEYS = {
+    "provider": "sendgrid | mailgun | ses | postmark | custom",
+    "region": "ses: AWS region; mailgun: us | eu",
+    "host": "SMTP host name (custom: required)",
+    "port": "integer 1-65535, default 587",
+    "tls": "starttls | implicit",
+    "tls_verify": "true | false",
+    "username": "SMTP username",
+    "password": "SMTP password or API key",
+    "myhostname": "this host's fully qualified name",
+    "main_cf": "extra main.cf parameters (name: value)",
+    "allow_unsafe_overrides": "main.cf security parameters that main_cf may override",
+}
+
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+_PARAM_RE = re.compile(r"[a-z0-9_]+")
+_SES_REGION_RE = re.compile(r"[a-z]{2}(?:-gov)?-[a-z]+-[0-9]")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+try:  # Salt shows a CommandExecutionError raised while rendering as one clean line.
+    from salt.exceptions import CommandExecutionError as _ErrorBase
+except ImportError:  # plain Python (unit tests without Salt)
+    _ErrorBase = Exception
+
+
+class PillarError(_ErrorBase, ValueError):
+    """The pillar cannot be turned into a safe relay; the message names the keys."""
+
+
+def __virtual__():
+    if os.name != "posix":
+        return (False, "postfix_relay: Postfix runs on POSIX minions only")
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------
+# Validation helpers.  Each returns the cleaned value or records an error.
+# Secret values are never echoed back in a message.
+# --------------------------------------------------------------------------
+class _Errors:
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, key: str, text: str) -> None:
+        self.messages.append(f"{PILLAR_ROOT}:{key} {text}")
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            lines = "\n".join(f"  - {m}" for m in self.messages)
+            raise PillarError(
+                f"postfix_relay: invalid pillar, nothing was changed on this minion:\n{lines}\n"
+                "Fix the pillar (see pillar.example), then run "
+                "`salt <target> saltutil.refresh_pillar` and apply again."
+            )
+
+
+def _suggest(value: str, choices) -> str:
+    close = difflib.get_close_matches(str(value).lower(), list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _text(errors: _Errors, key: str, value: Any, *, secret: bool = False) -> str | None:
+    """A single-line string without surrounding whitespace, or None after an error."""
+    shown = "" if secret else f", got {value!r}"
+    if not isinstance(value, str):
+        errors.add(
+            key,
+            f"must be a string{shown}: quote it in the pillar "
+            "(YAML reads unquoted 0123, 1e5 or yes as numbers or booleans)",
+        )
+        return None
+    if value == "":
+        errors.add(key, "must not be empty")
+        return None
+    if "\n" in value or "\r" in value:
+        errors.add(key, "must be a single line (it contains a newline)")
+        return None
+    if _CONTROL_RE.search(value):
+        errors.add(key, "must not contain control characters")
+        return None
+    if value != value.strip():
+        errors.add(key, "must not start or end with whitespace")
+        return None
+    return value
+
+
+def _host(errors: _Errors, key: str, value: Any) -> str | None:
+    if not isinstance(value, str) or not _HOST_RE.fullmatch(value) or len(value) > 253:
+        errors.add(
+            key,
+            f"must be a plain host name such as smtp.example.net, got {value!r} "
+            "(no brackets, port, spaces or control characters; set the port with "
+            f"{PILLAR_ROOT}:port)",
+        )
+        return None
+    return value.lower()
+
+
+def _port(errors: _Errors, value: Any) -> int | None:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        errors.add("port", f"must be an integer from 1 to 65535, got {value!r}")
+        return None
+    return value
+
+
+def _bool(errors: _Errors, key: str, value: Any) -> bool | None:
+    if not isinstance(value, bool):
+        errors.add(key, f"must be true or false, got {value!r}")
+        return None
+    return value
+
+
+def _param_value(value: Any) -> str | None:
+    """main.cf value as Postfix reads it; None when the type is not allowed."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return ", ".join(str(v).strip() for v in value)
+    return None
+
+
+def _tls_of_port(port: int) -> str:
+    return IMPLICIT if port in IMPLICIT_PORTS else STARTTLS
+
+
+def _describe_ports(ports: Mapping[int, str]) -> str:
+    by_mode: dict[str, list[str]] = {}
+    for port, mode in sorted(ports.items()):
+        by_mode.setdefault(mode, []).append(str(port))
+    return "; ".join(f"{', '.join(p)} ({'STARTTLS' if m == STARTTLS else 'implicit TLS'})" for m, p in by_mode.items())
+
+
+# --------------------------------------------------------------------------
+# OS facts -> OS defaults
+# --------------------------------------------------------------------------
+def os_defaults(os_facts: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The per-OS part of the settings: packages, CA bundle, map database type.
+
+    ``os_facts`` carries the grains ``os_family``, ``os`` and ``osmajorrelease``.
+    The map type follows each distribution's ``default_database_type``:
+    Berkeley DB (``hash``) is gone from RHEL 9+/Fedora, which use ``lmdb``.
+    """
+    family = os_facts.get("os_family")
+    if family not in OS_FAMILIES:
+        raise PillarError(
+            f"postfix_relay: os_family {family!r} is not supported; supported: "
+            f"{', '.join(OS_FAMILIES)}. Nothing was changed on this minion."
+        )
+    out = {k: (list(v) if isinstance(v, list) else v) for k, v in OS_FAMILIES[family].items()}
+    os_name = str(os_facts.get("os") or "")
+    try:
+        major = int(os_facts.get("osmajorrelease") or 0)
+    except (TypeError, ValueError):
+        major = 0
+    if family == "RedHat" and (os_name == "Fedora" or major >= 9):
+        out["db_type"] = out["cache_db_type"] = "lmdb"
+    # compatibility_level: 3.6 where Postfix >= 3.6 ships, else the 2.x/3.x-safe "2".
+    modern = (
+        (os_name == "Debian" and major >= 12)
+        or (os_name == "Ubuntu" and major >= 22)
+        or (os_name == "Fedora" and major >= 36)
+        or family == "Suse"
+    )
+    out["compatibility_level"] = "3.6" if modern else "2"
+    out["os_family"] = family
+    return out
+
+
+def _default_myhostname(os_facts: Mapping[str, Any]) -> str:
+    """The minion's FQDN; a bare host name gets ``.localdomain`` (Postfix needs a dot)."""
+    name = str(os_facts.get("fqdn") or os_facts.get("host") or os_facts.get("id") or "localhost")
+    name = name.lower().rstrip(".")
+    if not _HOST_RE.fullmatch(name):
+        name = "localhost"
+    return name if "." in name else f"{name}.localdomain"
+
+
+# --------------------------------------------------------------------------
+# The resolver
+# --------------------------------------------------------------------------
+def _resolve_provider(errors: _Errors, pillar: Mapping[str, Any]) -> tuple[str | None, dict | None]:
+    name = pillar.get("provider")
+    if name is None:
+        errors.add("provider", f"is required: one of {' | '.join(PROVIDERS)}")
+        return None, None
+    if not isinstance(name, str) or name.lower() not in PROVIDERS:
+        errors.add(
+            "provider",
+            f"must be one of {' | '.join(PROVIDERS)}, got {name!r}{_suggest(name, PROVIDERS)}",
+        )
+        return None, None
+    name = name.lower()
+    return name, PROVIDERS[name]
+
+
+def _resolve_host(errors: _Errors, name: str, preset: dict, pillar: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """(host, host_is_override)"""
+    region = pillar.get("region")
+    host = pillar.get("host")
+    if host is not None:
+        host = _host(errors, "host", host)
+    if name == "custom":
+        if "host" not in pillar:
+            errors.add("host", "is required when provider is custom (the SMTP server's name)")
+        if region is not None:
+            errors.add("region", "is not used with provider custom; remove it")
+        return host, True
+    if name == "ses":
+        if region is None:
+            errors.add("region", "is required for ses: the AWS region of your SES SMTP credentials, e.g. eu-west-1")
+            return host, host is not None
+        if not isinstance(region, str) or not _SES_REGION_RE.fullmatch(region):
+            errors.add("region", f"must be an AWS region such as eu-west-1, got {region!r}")
+            return host, host is not None
+        if region not in preset["regions"] and host is None:
+            errors.add(
+                "region",
+                f"{region!r} is not an SES region known to this formula{_suggest(region, preset['regions'])}; "
+                f"if AWS added it, set {PILLAR_ROOT}:host: email-smtp.{region}.amazonaws.com",
+            )
+            return None, False
+        return host or preset["host_template"].format(region=region), host is not None
+    hosts = preset["hosts"]
+    if None in hosts:
+        if region is not None:
+            errors.add("region", f"is only used with ses and mailgun, not {name}; remove it")
+        return host or hosts[None], host is not None
+    region = preset["default_region"] if region is None else region
+    if region not in hosts:
+        errors.add(
+            "region",
+            f"must be one of {' | '.join(k for k in hosts)} for {name}, got {region!r}",
+        )
+        return host, host is not None
+    return host or hosts[region], host is not None
+
+
+def _resolve_port_tls(errors: _Errors, name: str, preset: dict, pillar: Mapping[str, Any], override: bool):
+    port = _port(errors, pillar["port"]) if "port" in pillar else DEFAULT_PORT
+    tls = pillar.get("tls")
+    if tls is not None and tls not in TLS_MODES:
+        errors.add(
+            "tls",
+            f"must be starttls (Django's EMAIL_USE_TLS) or implicit (Django's EMAIL_USE_SSL), got {tls!r}",
+        )
+        return port, None
+    if port is None:
+        return None, tls
+    ports = preset["ports"]
+    if ports is None or override:
+        return port, tls or _tls_of_port(port)
+    if tls == IMPLICIT and IMPLICIT not in ports.values():
+        errors.add(
+            "tls",
+            f"implicit is not offered by {name} (no implicit-TLS port such as 465); "
+            f"use tls: starttls with port {', '.join(str(p) for p in sorted(ports))}",
+        )
+        return port, None
+    if port not in ports:
+        errors.add("port", f"{port} is not offered by {name}; allowed: {_describe_ports(ports)}")
+        return None, tls
+    if tls is not None and tls != ports[port]:
+        other = [str(p) for p, m in sorted(ports.items()) if m == tls]
+        errors.add(
+            "tls",
+            f"is {tls} but {name} port {port} speaks {ports[port]}; "
+            f"use port {' or '.join(other)} for {tls}, or tls: {ports[port]}",
+        )
+        return port, None
+    return port, ports[port]
+
+
+def _resolve_credentials(errors: _Errors, name: str, preset: dict, pillar: Mapping[str, Any], override: bool):
+    password = None
+    if "password" not in pillar or pillar.get("password") is None:
+        errors.add("password", "is required (keep it in an encrypted pillar, see README)")
+    else:
+        password = _text(errors, "password", pillar["password"], secret=True)
+
+    rule = preset["username"]
+    if "username" in pillar:
+        username = _text(errors, "username", pillar["username"], secret=(rule == "password"))
+        if username is not None and ":" in username:
+            errors.add("username", "must not contain ':' (Postfix splits user:password at the first colon)")
+            username = None
+        if username is not None and rule and rule.startswith("fixed:") and not override:
+            fixed = rule.split(":", 1)[1]
+            if username != fixed:
+                errors.add(
+                    "username",
+                    f"for {name} is always {fixed!r} (the password is the API key); remove the key",
+                )
+                username = None
+        return username, password
+    if rule is None:
+        errors.add("username", f"is required for {name} (the SMTP username from the provider's console)")
+        return None, password
+    if rule == "password":
+        if password is not None and ":" in password:
+            errors.add(
+                "password",
+                f"contains ':' and is also the default username for {name}; set {PILLAR_ROOT}:username explicitly",
+            )
+        return password, password
+    return rule.split(":", 1)[1], password
+
+
+def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> dict[str, str | None]:
+    raw = pillar.get("main_cf") or {}
+    allowed = pillar.get("allow_unsafe_overrides") or []
+    if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
+        errors.add("allow_unsafe_overrides", f"must be a list of main.cf parameter names, got {allowed!r}")
+        allowed = []
+    for name in allowed:
+        if name not in PROTECTED_PARAMS:
+            errors.add(
+                "allow_unsafe_overrides",
+                f"lists {name!r}, which is not a protected parameter; protected: {', '.join(sorted(PROTECTED_PARAMS))}",
+            )
+    if not isinstance(raw, Mapping):
+        errors.add("main_cf", f"must be a mapping of main.cf parameter names to values, got {raw!r}")
+        return {}
+    out: dict[str, str | None] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _PARAM_RE.fullmatch(key):
+            errors.add("main_cf", f"parameter name {key!r} must match [a-z0-9_]+ (a main.cf parameter)")
+            continue
+        if key in PROTECTED_PARAMS and key not in allowed:
+            errors.add(
+                f"main_cf:{key}",
+                "is security-critical (it decides who may relay or how credentials travel) "
+                "and is derived from provider/host/port/tls; to override it anyway, also list "
+                f"it in {PILLAR_ROOT}:allow_unsafe_overrides",
+            )
+            continue
+        if value is None:
+            out[key] = None
+            continue
+        text = _param_value(value)
+        if text is None:
+            errors.add(f"main_cf:{key}", f"must be a string, number, boolean or list, got {value!r}")
+        elif "\n" in text or "\r" in text or _CONTROL_RE.search(text):
+            errors.add(f"main_cf:{key}", "must be a single line without control characters")
+        else:
+            out[key] = text
+    return out
+
+
+def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Turn the ``postfix_relay`` pillar and the minion's OS facts into settings.
+
+    Pure: no Salt, no I/O.  Raises :class:`PillarError` naming every bad key
+    (never echoing a secret).  The result contains the credentials under
+    ``sasl``; use :func:`redact` before showing it anywhere.
+    """
+    if pillar is None:
+        pillar = {}
+    if not isinstance(pillar, Mapping):
+        raise PillarError(f"postfix_relay: the pillar key {PILLAR_ROOT} must be a mapping, got {type(pillar).__name__}")
+    errors = _Errors()
+    for key in pillar:
+        if key not in PILLAR_KEYS:
+            errors.add(str(key), f"is not a known key{_suggest(key, PILLAR_KEYS)}; known: {', '.join(PILLAR_KEYS)}")
+
+    osd = os_defaults(os_facts)
+    name, preset = _resolve_provider(errors, pillar)
+    if preset is None:
+        _check_generic(errors, pillar)
+        errors.raise_if_any()
+    host, override = _resolve_host(errors, name, preset, pillar)
+    port, tls = _resolve_port_tls(errors, name, preset, pillar, override)
+    tls_verify = _bool(errors, "tls_verify", pillar.get("tls_verify", True))
+    username, password = _resolve_credentials(errors, name, preset, pillar, override)
+    myhostname = pillar.get("myhostname")
+    if myhostname is not None:
+        myhostname = _host(errors, "myhostname", myhostname)
+        if myhostname is not None and "." not in myhostname:
+            errors.add("myhostname", f"must be fully qualified (contain a dot), got {myhostname!r}")
+    overrides = _resolve_main_cf_overrides(errors, pillar)
+    errors.raise_if_any()
+
+    nexthop = f"[{host}]:{port}"
+    base = _base(osd, myhostname or _default_myhostname(os_facts))
+    sections = _main_cf_sections(
+        provider=preset,
+        osd=osd,
+        identity=base["identity"],
+        nexthop=nexthop,
+        tls=tls,
+        tls_verify=tls_verify,
+        sasl_map=f"{base['db_type']}:{base['paths']['sasl_passwd']}",
+        overrides=overrides,
+    )
+    main_cf = {k: v for section in sections for k, v in section["params"].items()}
+    base.update(
+        {
+            "provider": name,
+            "provider_title": preset["title"],
+            "relay": {
+                "host": host,
+                "port": port,
+                "tls": tls,
+                "tls_verify": tls_verify,
+                "tls_level": main_cf.get("smtp_tls_security_level"),
+                "nexthop": nexthop,
+            },
+            "main_cf_sections": sections,
+            "main_cf": main_cf,
+            "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
+            "sasl": {"key": nexthop, "username": username, "password": password},
+            "secret_username": preset["username"] == "password" and username == password,
+        }
+    )
+    del base["identity"]
+    return base
+
+
+def _check_generic(errors: _Errors, pillar: Mapping[str, Any]) -> None:
+    """Without a known provider, still report every provider-independent mistake."""
+    if "port" in pillar:
+        _port(errors, pillar["port"])
+    if pillar.get("tls") is not None and pillar["tls"] not in TLS_MODES:
+        errors.add("tls", f"must be starttls or implicit, got {pillar['tls']!r}")
+    _bool(errors, "tls_verify", pillar.get("tls_verify", True))
+    for key in ("username", "password"):
+        if pillar.get(key) is not None:
+            _text(errors, key, pillar[key], secret=True)
+    if pillar.get("host") is not None:
+        _host(errors, "host", pillar["host"])
+    _resolve_main_cf_overrides(errors, pillar)
+
+
+def resolve_clean(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    Settings for ``postfix_relay.clean``: local delivery only, nothing relayed.
+
+    Needs no provider or credentials, so clean works after the pillar is gone;
+    a valid ``myhostname`` in pillar is kept.
+    """
+    myhostname = (pillar or {}).get("myhostname") if isinstance(pillar, Mapping) else None
+    if not (isinstance(myhostname, str) and _HOST_RE.fullmatch(myhostname) and "." in myhostname):
+        myhostname = _default_myhostname(os_facts)
+    base = _base(os_defaults(os_facts), myhostname.lower())
+    base["main_cf_sections"] = [
+        *base.pop("identity"),
+        {
+            "comment": "Relay removed by postfix_relay.clean: outbound mail is deferred (kept), never sent",
+            "params": {"default_transport": "retry:outbound relay removed by postfix_relay.clean"},
+        },
+    ]
+    return base
+
+
+def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
+    """What the relay and the cleaned-up host share: OS facts, paths, identity."""
+    db_type = osd["db_type"]
+    sasl_passwd = f"{CONFIG_DIR}/sasl_passwd"
+    identity = [
+        {
+            "comment": "Identity and compatibility",
+            "params": {
+                "compatibility_level": osd["compatibility_level"],
+                "myhostname": myhostname,
+                "myorigin": "$myhostname",
+                "mydestination": "$myhostname, localhost.$mydomain, localhost",
+                "biff": "no",
+                "append_dot_mydomain": "no",
+                "readme_directory": "no",
+                "alias_maps": f"{db_type}:{ALIASES}",
+                "alias_database": f"{db_type}:{ALIASES}",
+            },
+        },
+        {
+            "comment": "Send-only: listen on loopback, relay for local submissions only",
+            "params": {
+                "inet_interfaces": "loopback-only",
+                "mynetworks": "127.0.0.0/8 [::1]/128",
+                "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+                "smtpd_sasl_auth_enable": "no",
+            },
+        },
+    ]
+    return {
+        "os_family": osd["os_family"],
+        "packages": osd["packages"],
+        "debconf": osd["debconf"],
+        "service": "postfix",
+        "db_type": db_type,
+        "ca_file": osd["ca_file"],
+        "paths": {
+            "config_dir": CONFIG_DIR,
+            "main_cf": f"{CONFIG_DIR}/main.cf",
+            "sasl_passwd": sasl_passwd,
+            "sasl_passwd_db": sasl_passwd + DB_SUFFIX[db_type],
+            "aliases": ALIASES,
+            "aliases_db": ALIASES + DB_SUFFIX[db_type],
+            "restart_marker": f"{CONFIG_DIR}/postfix_relay.restart",
+            "check_main_cf": "/usr/local/sbin/postfix_relay-check-main-cf",
+        },
+        "identity": identity,
+    }
+
+
+def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl_map, overrides):
+    """main.cf as ordered sections of parameters; pillar overrides go last."""
+    cache = f"{osd['cache_db_type']}:${{data_directory}}/smtp_scache"
+    sections = [
+        *({"comment": s["comment"], "params": dict(s["params"])} for s in identity),
+        {
+            "comment": f"Relay everything through {provider['title']}",
+            "params": {"relayhost": nexthop},
+        },
+        {
+            "comment": "Authenticate to the provider (PLAIN/LOGIN over TLS only)",
+            "params": {
+                "smtp_sasl_auth_enable": "yes",
+                "smtp_sasl_password_maps": sasl_map,
+                "smtp_sasl_security_options": "noanonymous",
+                "smtp_sasl_tls_security_options": "noanonymous",
+                "smtp_sasl_auth_soft_bounce": "yes",
+            },
+        },
+        {
+            "comment": (
+                "TLS to the provider: "
+                + ("implicit TLS (EMAIL_USE_SSL)" if tls == IMPLICIT else "STARTTLS required (EMAIL_USE_TLS)")
+                + (", certificate and name verified" if tls_verify else ", certificate NOT verified")
+            ),
+            "params": {
+                "smtp_tls_security_level": "secure" if tls_verify else "encrypt",
+                **({"smtp_tls_wrappermode": "yes"} if tls == IMPLICIT else {}),
+                "smtp_tls_CAfile": osd["ca_file"],
+                "smtp_tls_mandatory_protocols": "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
+                "smtp_tls_session_cache_database": cache,
+                "smtp_tls_loglevel": "1",
+            },
+        },
+        {
+            "comment": "Retry soon after an outage: a relay has one destination",
+            "params": {
+                "queue_run_delay": "60s",
+                "minimal_backoff_time": "60s",
+                "maximal_backoff_time": "10m",
+            },
+        },
+    ]
+    if provider["main_cf"]:
+        sections.append({"comment": f"From {provider['title']}'s Postfix guide", "params": dict(provider["main_cf"])})
+    if overrides:
+        for section in sections:
+            for key in overrides:
+                section["params"].pop(key, None)
+        sections.append(
+            {
+                "comment": f"From pillar {PILLAR_ROOT}:main_cf",
+                "params": {k: v for k, v in sorted(overrides.items()) if v is not None},
+            }
+        )
+    return [s for s in sections if s["params"]]
+
+
+def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of :func:`resolve`'s result that is safe to print or log."""
+    out = dict(settings)
+    sasl = dict(settings["sasl"])
+    sasl["password"] = REDACTED
+    if settings.get("secret_username"):
+        sasl["username"] = REDACTED
+    out["sasl"] = sasl
+    return out
+
+
+def sasl_passwd_text(settings: Mapping[str, Any]) -> str:
+    """The ``sasl_passwd`` map: ``[host]:port user:password`` (the key is exactly relayhost)."""
+    sasl = settings["sasl"]
+    return (
+        "# Managed by Salt (postfix_relay). Contains credentials: keep root:root 0600.\n"
+        f"{sasl['key']} {sasl['username']}:{sasl['password']}\n"
+    )
+
+
+# --------------------------------------------------------------------------
+# Salt-facing functions
+# --------------------------------------------------------------------------
+def _os_facts() -> dict[str, Any]:
+    return {k: __grains__.get(k) for k in ("os_family", "os", "osmajorrelease", "fqdn", "host", "id")}
+
+
+def _pillar() -> Any:
+    return __pillar__.get(PILLAR_ROOT)
+
+
+def _resolved() -> dict[str, Any]:
+    return resolve(_pillar(), _os_facts())
+
+
+def settings(clean=False):
+    """
+    The resolved relay settings for this minion, with secrets redacted.
+
+    Raises an error that names the bad pillar key when the pillar is invalid;
+    the formula calls this while rendering, so a bad pillar stops the run
+    before any state changes the minion.  ``clean=True`` gives what
+    ``postfix_relay.clean`` renders, which needs no valid pillar.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' postfix_relay.settings
+        salt '*' postfix_relay.settings clean=True
+    """
+    if clean:
+        return resolve_clean(_pillar(), _os_facts())
+    return redact(_resolved())
+
+
+def sasl_passwd():
+    """
+    The content of ``/etc/postfix/sasl_passwd``, credentials included.
+
+    Called from inside the ``sasl_passwd`` file template so that the password
+    never becomes a state argument.  Calling it from the CLI prints the secret:
+    don't, except to debug on a trusted terminal.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call postfix_relay.sasl_passwd --out=quiet
+    """
+    return sasl_passwd_text(_resolved())
+
+
+def source_hash(hash_type="sha256"):
+    """
+    The hash of this module's source file, to tell a stale synced copy.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' postfix_relay.source_hash
+    """
+    with open(__file__, "rb") as handle:
+        return hashlib.new(hash_type, handle.read()).hexdigest()
+
+
+def map_is_current(source, db_type="hash"):
+    """
+    True when the compiled map of ``source`` exists and is not older than it.
+
+    ``postmap`` must rerun not only when Salt changed the source but also when
+    the compiled file is missing or stale ("database ... is older than source
+    file").  Used as the ``unless`` of the ``postmap`` states.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' postfix_relay.map_is_current /etc/postfix/sasl_passwd hash
+    """
+    compiled = source + DB_SUFFIX.get(db_type, ".db")
+    try:
+        return os.stat(compiled).st_mtime_ns >= os.stat(source).st_mtime_ns
+    except FileNotFoundError:
+        return False

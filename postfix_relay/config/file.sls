@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+
+{#- Get the `tplroot` from `tpldir` #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- set sls_package_install = tplroot ~ '.package.install' %}
+{%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
+{%- set paths = postfix_relay.paths %}
+
+include:
+  - {{ sls_package_install }}
+
+postfix_relay-config-file-managed-check_main_cf:
+  file.managed:
+    - name: {{ paths.check_main_cf }}
+    - source: salt://{{ tplroot }}/files/default/check-main-cf.sh
+    - user: root
+    - group: root
+    - mode: '0755'
+
+{#- Validated by Postfix before it replaces the working file. #}
+postfix_relay-config-file-managed-main_cf:
+  file.managed:
+    - name: {{ paths.main_cf }}
+    - source: salt://{{ tplroot }}/files/default/main.cf.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - check_cmd: {{ paths.check_main_cf }}
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+      - file: postfix_relay-config-file-managed-check_main_cf
+
+postfix_relay-config-file-managed-restart_marker:
+  file.managed:
+    - name: {{ paths.restart_marker }}
+    - source: salt://{{ tplroot }}/files/default/restart.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - file: postfix_relay-config-file-managed-main_cf
+
+{#- Credentials: rendered inside the template, diff hidden, root-only. #}
+postfix_relay-config-file-managed-sasl_passwd:
+  file.managed:
+    - name: {{ paths.sasl_passwd }}
+    - source: salt://{{ tplroot }}/files/default/sasl_passwd.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0600'
+    - show_changes: False
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+
+{#- Rebuilt when missing or older than its source, not only on change. #}
+postfix_relay-config-cmd-run-postmap-sasl_passwd:
+  cmd.run:
+    - name: postmap {{ postfix_relay.db_type }}:{{ paths.sasl_passwd }}
+    - umask: '077'
+    - unless:
+      - fun: postfix_relay.map_is_current
+        source: {{ paths.sasl_passwd }}
+        db_type: {{ postfix_relay.db_type }}
+    - require:
+      - file: postfix_relay-config-file-managed-sasl_passwd
+
+postfix_relay-config-file-managed-sasl_passwd_db:
+  file.managed:
+    - name: {{ paths.sasl_passwd_db }}
+    - replace: False
+    - user: root
+    - group: root
+    - mode: '0600'
+    - require:
+      - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
+
+postfix_relay-config-file-managed-aliases:
+  file.managed:
+    - name: {{ paths.aliases }}
+    - replace: False
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+
+postfix_relay-config-cmd-run-postalias:
+  cmd.run:
+    - name: postalias {{ postfix_relay.db_type }}:{{ paths.aliases }}
+    - unless:
+      - fun: postfix_relay.map_is_current
+        source: {{ paths.aliases }}
+        db_type: {{ postfix_relay.db_type }}
+    - require:
+      - file: postfix_relay-config-file-managed-aliases

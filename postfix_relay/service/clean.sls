@@ -1,0 +1,19 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Postfix keeps running, with the local-only main.cf that config.clean wrote.
+
+{#- Get the `tplroot` from `tpldir` #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- set sls_config_clean = tplroot ~ '.config.clean' %}
+{%- set postfix_relay_clean = True %}
+{%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
+
+include:
+  - {{ sls_config_clean }}
+
+postfix_relay-service-clean-cmd-run-reload:
+  cmd.run:
+    - name: postfix reload
+    - onlyif: postfix status
+    - onchanges:
+      - file: postfix_relay-config-clean-file-managed-main_cf

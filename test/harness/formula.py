@@ -1,0 +1,25 @@
+"""The formula's execution module, loaded as plain Python, and sample OS facts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_PATH = REPO / "_modules" / "postfix_relay.py"
+
+
+def load_module():
+    """Import ``_modules/postfix_relay.py`` without Salt (its logic is pure Python)."""
+    spec = importlib.util.spec_from_file_location("postfix_relay_module", MODULE_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pfr = load_module()
+
+DEBIAN12 = {"os_family": "Debian", "os": "Debian", "osmajorrelease": 12, "fqdn": "web1.example.com"}
+DEBIAN13 = {"os_family": "Debian", "os": "Debian", "osmajorrelease": 13, "fqdn": "web1.example.com"}
+REDHAT8 = {"os_family": "RedHat", "os": "Rocky", "osmajorrelease": 8, "fqdn": "web1.example.com"}
+REDHAT9 = {"os_family": "RedHat", "os": "AlmaLinux", "osmajorrelease": 9, "fqdn": "web1.example.com"}

@@ -1,0 +1,262 @@
+"""The formula rendered by real Salt (salt-call --local) for each provider and OS family."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from harness.formula import DEBIAN12, MODULE_PATH, REDHAT9, REPO
+from harness.saltlocal import LocalMinion
+
+SECRET = "Rndr-S3cret pass:word!"
+TOKEN = "Rndr-Postmark-T0ken-7f3a"  # Postmark: the token is username and password
+
+PILLARS = {
+    "sendgrid": ({"provider": "sendgrid", "password": SECRET}, "smtp.sendgrid.net", 587, "apikey"),
+    "mailgun-eu": (
+        {"provider": "mailgun", "region": "eu", "username": "postmaster@mg.example.com", "password": SECRET},
+        "smtp.eu.mailgun.org",
+        587,
+        "postmaster@mg.example.com",
+    ),
+    "ses-implicit": (
+        {"provider": "ses", "region": "eu-west-1", "port": 465, "username": "AKIAEXAMPLE", "password": SECRET},
+        "email-smtp.eu-west-1.amazonaws.com",
+        465,
+        "AKIAEXAMPLE",
+    ),
+    "postmark": ({"provider": "postmark", "password": TOKEN}, "smtp.postmarkapp.com", 587, TOKEN),
+    "custom": (
+        {"provider": "custom", "host": "mail.example.net", "port": 2525, "username": "relay", "password": SECRET},
+        "mail.example.net",
+        2525,
+        "relay",
+    ),
+}
+OSES = {
+    "debian": (DEBIAN12, "hash", "/etc/ssl/certs/ca-certificates.crt"),
+    "redhat": (REDHAT9, "lmdb", "/etc/pki/tls/certs/ca-bundle.crt"),
+}
+
+
+def _param(text: str, name: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith(f"{name} = "):
+            return line.split(" = ", 1)[1]
+    return None
+
+
+@pytest.fixture(scope="module", params=[(p, o) for p in PILLARS for o in OSES], ids=lambda v: f"{v[0]}-{v[1]}")
+def rendered(request, tmp_path_factory):
+    suite, os_name = request.param
+    pillar, host, port, user = PILLARS[suite]
+    grains, db, ca = OSES[os_name]
+    minion = LocalMinion(tmp_path_factory.mktemp(f"{suite}-{os_name}"), grains, pillar)
+    show = minion.show_sls()
+    return {
+        "minion": minion,
+        "show": show,
+        "main_cf": minion.render("main.cf.jinja"),
+        "sasl": minion.render("sasl_passwd.jinja"),
+        "restart": minion.render("restart.jinja"),
+        "expect": {"host": host, "port": port, "user": user, "db": db, "ca": ca, "os": os_name, "pillar": pillar},
+    }
+
+
+def test_show_sls_succeeds_with_named_states(rendered):
+    show = rendered["show"]
+    assert show.returncode == 0, show.stdout + show.stderr
+    assert isinstance(show.data, dict)
+    assert all(sid.startswith("postfix_relay-") for sid in show.data), list(show.data)
+    states = {sid: body for sid, body in show.data.items()}
+    assert "postfix_relay-config-file-managed-sasl_passwd" in states
+    assert "postfix_relay-service-running-postfix" in states
+
+
+def test_rendered_sls_data_carries_no_secret(rendered):
+    show, secret = rendered["show"], rendered["expect"]["pillar"]["password"]
+    assert secret not in show.stdout and secret not in show.stderr
+
+
+def _state_args(show, sid):
+    body = show.data[sid]
+    (module,) = (k for k in body if not k.startswith("__"))
+    args = {}
+    for item in body[module]:
+        if isinstance(item, dict):
+            args.update(item)
+    return args
+
+
+def test_sasl_passwd_state_is_private_and_hides_diff(rendered):
+    args = _state_args(rendered["show"], "postfix_relay-config-file-managed-sasl_passwd")
+    assert args["mode"] == "0600" and args["user"] == "root" and args["group"] == "root"
+    assert args["show_changes"] is False
+    assert "context" in args and set(args["context"]) == {"tplroot"}
+    db = _state_args(rendered["show"], "postfix_relay-config-file-managed-sasl_passwd_db")
+    assert db["mode"] == "0600" and db["replace"] is False
+    assert db["name"].endswith(".lmdb" if rendered["expect"]["os"] == "redhat" else ".db")
+
+
+def test_main_cf_is_validated_before_install(rendered):
+    args = _state_args(rendered["show"], "postfix_relay-config-file-managed-main_cf")
+    assert args["check_cmd"] == "/usr/local/sbin/postfix_relay-check-main-cf"
+
+
+def test_postmap_uses_explicit_type_and_reruns_when_stale(rendered):
+    exp = rendered["expect"]
+    args = _state_args(rendered["show"], "postfix_relay-config-cmd-run-postmap-sasl_passwd")
+    assert args["name"] == f"postmap {exp['db']}:/etc/postfix/sasl_passwd"
+    assert args["unless"][0]["fun"] == "postfix_relay.map_is_current"
+
+
+def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
+    running = _state_args(rendered["show"], "postfix_relay-service-running-postfix")
+    assert running["reload"] is True and running["enable"] is True
+    watched = {next(iter(w.values())) for w in running["watch"]}
+    assert watched == {
+        "postfix_relay-config-file-managed-main_cf",
+        "postfix_relay-config-cmd-run-postmap-sasl_passwd",
+        "postfix_relay-config-cmd-run-postalias",
+    }
+    restart = _state_args(rendered["show"], "postfix_relay-service-running-postfix-restart")
+    assert "reload" not in restart
+    assert restart["watch"] == [{"file": "postfix_relay-config-file-managed-restart_marker"}]
+
+
+def test_packages_per_os(rendered):
+    show = rendered["show"]
+    pkgs = _state_args(show, "postfix_relay-package-pkg-installed-postfix")["pkgs"]
+    if rendered["expect"]["os"] == "debian":
+        assert pkgs == ["postfix", "libsasl2-modules", "ca-certificates"]
+        debconf = _state_args(show, "postfix_relay-package-cmd-run-debconf")
+        assert "postfix/main_mailer_type select No configuration" in debconf["stdin"]
+    else:
+        assert pkgs == ["postfix", "cyrus-sasl-plain", "ca-certificates"]
+        assert "postfix_relay-package-cmd-run-debconf" not in show.data
+
+
+def test_main_cf_content(rendered):
+    text, exp = rendered["main_cf"], rendered["expect"]
+    assert text.startswith("# Managed by Salt (postfix_relay)")
+    assert _param(text, "relayhost") == f"[{exp['host']}]:{exp['port']}"
+    assert _param(text, "smtp_sasl_password_maps") == f"{exp['db']}:/etc/postfix/sasl_passwd"
+    assert _param(text, "smtp_tls_security_level") == "secure"
+    assert _param(text, "smtp_tls_CAfile") == exp["ca"]
+    assert _param(text, "smtp_tls_wrappermode") == ("yes" if exp["port"] == 465 else None)
+    assert _param(text, "inet_interfaces") == "loopback-only"
+    assert _param(text, "smtp_sasl_security_options") == "noanonymous"
+    assert _param(text, "myhostname") == "web1.example.com"
+    assert rendered["expect"]["pillar"]["password"] not in text
+    names = [line.split(" = ")[0] for line in text.splitlines() if " = " in line and not line.startswith("#")]
+    assert len(names) == len(set(names)), "a parameter is rendered twice"
+
+
+def test_sasl_passwd_content(rendered):
+    exp = rendered["expect"]
+    lines = [line for line in rendered["sasl"].splitlines() if line and not line.startswith("#")]
+    assert lines == [f"[{exp['host']}]:{exp['port']} {exp['user']}:{exp['pillar']['password']}"]
+    assert rendered["sasl"].endswith("\n") and not rendered["sasl"].endswith("\n\n")
+
+
+def test_restart_marker_content(rendered):
+    assert "inet_interfaces = loopback-only" in rendered["restart"].splitlines()
+
+
+def test_secret_not_in_logs_or_caches_after_rendering(rendered):
+    minion, secret = rendered["minion"], rendered["expect"]["pillar"]["password"]
+    hits = [p for p in minion.files_containing(secret) if "rendered" not in p.parts and "pillar" not in p.parts]
+    assert hits == []
+
+
+# --------------------------------------------------------------------------
+# Bad pillar: rendering fails with the message, before any state exists.
+# --------------------------------------------------------------------------
+BAD = [
+    ({"provider": "sendgird", "password": "x"}, "postfix_relay:provider must be one of"),
+    ({"provider": "sendgrid"}, "postfix_relay:password is required"),
+    ({"provider": "ses", "username": "u", "password": "x"}, "postfix_relay:region is required for ses"),
+    (
+        {"provider": "mailgun", "region": "ap", "username": "u", "password": "x"},
+        "postfix_relay:region must be one of us | eu",
+    ),
+    ({"provider": "custom", "username": "u", "password": "x"}, "postfix_relay:host is required"),
+    ({"provider": "sendgrid", "password": "x", "port": 99999}, "postfix_relay:port must be an integer from 1 to 65535"),
+    (
+        {"provider": "postmark", "password": "x", "tls": "implicit"},
+        "postfix_relay:tls implicit is not offered by postmark",
+    ),
+    (
+        {"provider": "sendgrid", "password": "x", "main_cf": {"inet_interfaces": "all"}},
+        "postfix_relay:main_cf:inet_interfaces is security-critical",
+    ),
+    (None, "postfix_relay:provider is required"),
+]
+
+
+@pytest.mark.parametrize(("pillar", "message"), BAD, ids=[m.split(" ")[0] + f"-{i}" for i, (_, m) in enumerate(BAD)])
+def test_bad_pillar_fails_rendering_with_its_message(tmp_path, pillar, message):
+    minion = LocalMinion(tmp_path, DEBIAN12, pillar)
+    res = minion.show_sls()
+    assert res.returncode != 0
+    assert isinstance(res.data, list), res.stdout
+    assert all("Rendering SLS" in err for err in res.data)
+    assert message in res.data[0]
+    assert "nothing was changed on this minion" in res.data[0]
+
+
+def test_bad_password_is_never_echoed(tmp_path):
+    minion = LocalMinion(tmp_path, DEBIAN12, {"provider": "sendgrid", "password": " Leaky-Secret-42"})
+    res = minion.show_sls()
+    assert res.returncode != 0
+    assert "Leaky-Secret-42" not in res.stdout + res.stderr + minion.log_text()
+
+
+# --------------------------------------------------------------------------
+# The execution module reaches a brand-new minion and replaces a stale copy.
+# --------------------------------------------------------------------------
+def test_module_synced_on_fresh_minion_and_stale_copy_replaced(tmp_path):
+    minion = LocalMinion(tmp_path, DEBIAN12, PILLARS["sendgrid"][0])
+    synced = minion.extmods / "modules" / "postfix_relay.py"
+    assert not synced.exists()
+    assert minion.show_sls().returncode == 0
+    assert synced.read_bytes() == MODULE_PATH.read_bytes()
+    # An older formula's module: settings() that knows nothing of this pillar.
+    synced.write_text("def settings(clean=False):\n    raise RuntimeError('stale module still loaded')\n")
+    res = minion.show_sls()
+    assert res.returncode == 0, res.stdout
+    assert synced.read_bytes() == MODULE_PATH.read_bytes()
+
+
+def test_missing_module_on_fileserver_names_the_fix(tmp_path):
+    minion = LocalMinion(tmp_path, DEBIAN12, PILLARS["sendgrid"][0])
+    config = (minion.conf / "minion").read_text()
+    # Serve only the formula directory, as a user who forgot _modules/ would.
+    formula_only = tmp_path / "roots"
+    formula_only.mkdir()
+    (formula_only / "postfix_relay").symlink_to(REPO / "postfix_relay")
+    (minion.conf / "minion").write_text(config.replace(f"- {REPO}\n", f"- {formula_only}\n"))
+    res = minion.show_sls()
+    assert res.returncode != 0
+    assert "salt://_modules/postfix_relay.py is not on the fileserver" in json.dumps(res.data)
+
+
+# --------------------------------------------------------------------------
+# clean needs no pillar and renders a local-only main.cf
+# --------------------------------------------------------------------------
+def test_clean_renders_without_pillar(tmp_path):
+    minion = LocalMinion(tmp_path, DEBIAN12, None)
+    res = minion.show_sls("postfix_relay.clean")
+    assert res.returncode == 0, res.stdout
+    absent = {body["file"][0]["name"] for sid, body in res.data.items() if "absent" in sid}
+    assert absent == {
+        "/etc/postfix/sasl_passwd",
+        "/etc/postfix/sasl_passwd.db",
+        "/etc/postfix/postfix_relay.restart",
+        "/usr/local/sbin/postfix_relay-check-main-cf",
+    }
+    text = minion.render("main.cf.jinja", postfix_relay_clean="True")
+    assert _param(text, "relayhost") is None
+    assert _param(text, "inet_interfaces") == "loopback-only"
+    assert _param(text, "default_transport").startswith("retry:")
+    assert "smtp_sasl" not in text

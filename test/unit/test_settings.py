@@ -1,0 +1,542 @@
+"""settings() as a pure function: every provider, port and TLS mode, OS family and bad input."""
+
+from __future__ import annotations
+
+import pytest
+from harness.formula import DEBIAN12, DEBIAN13, REDHAT8, REDHAT9, pfr
+
+SECRET = "Sup3r:Secret pa55 word!"
+
+
+def resolve(pillar, os_facts=DEBIAN12):
+    return pfr.resolve(pillar, os_facts)
+
+
+def main_cf(pillar, os_facts=DEBIAN12):
+    return resolve(pillar, os_facts)["main_cf"]
+
+
+def error_of(pillar, os_facts=DEBIAN12) -> str:
+    with pytest.raises(pfr.PillarError) as info:
+        pfr.resolve(pillar, os_facts)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------
+# Every provider x every port it offers: host, port, TLS mode, credentials.
+# --------------------------------------------------------------------------
+PROVIDER_CASES = [
+    # (pillar, host, username)
+    ({"provider": "sendgrid", "password": SECRET}, "smtp.sendgrid.net", "apikey"),
+    (
+        {"provider": "mailgun", "username": "postmaster@mg.example.com", "password": SECRET},
+        "smtp.mailgun.org",
+        "postmaster@mg.example.com",
+    ),
+    (
+        {"provider": "mailgun", "region": "eu", "username": "postmaster@mg.example.com", "password": SECRET},
+        "smtp.eu.mailgun.org",
+        "postmaster@mg.example.com",
+    ),
+    (
+        {"provider": "ses", "region": "eu-west-1", "username": "AKIAEXAMPLE", "password": SECRET},
+        "email-smtp.eu-west-1.amazonaws.com",
+        "AKIAEXAMPLE",
+    ),
+    (
+        {"provider": "ses", "region": "us-gov-west-1", "username": "AKIAEXAMPLE", "password": SECRET},
+        "email-smtp.us-gov-west-1.amazonaws.com",
+        "AKIAEXAMPLE",
+    ),
+    ({"provider": "postmark", "password": "token-1234"}, "smtp.postmarkapp.com", "token-1234"),
+    ({"provider": "postmark", "username": "access-key", "password": SECRET}, "smtp.postmarkapp.com", "access-key"),
+    ({"provider": "custom", "host": "SMTP.Example.NET", "username": "u", "password": SECRET}, "smtp.example.net", "u"),
+]
+
+
+@pytest.mark.parametrize(("pillar", "host", "username"), PROVIDER_CASES)
+def test_provider_defaults(pillar, host, username):
+    s = resolve(pillar)
+    assert s["relay"]["host"] == host
+    assert s["relay"]["port"] == 587
+    assert s["relay"]["tls"] == "starttls"
+    assert s["main_cf"]["relayhost"] == f"[{host}]:587"
+    assert s["sasl"] == {"key": f"[{host}]:587", "username": username, "password": pillar["password"]}
+    assert "smtp_tls_wrappermode" not in s["main_cf"]
+    assert s["main_cf"]["smtp_tls_security_level"] == "secure"
+
+
+def _ports():
+    for name, preset in pfr.PROVIDERS.items():
+        for port, mode in (preset["ports"] or {}).items():
+            yield name, port, mode
+
+
+BASE = {
+    "sendgrid": {"provider": "sendgrid", "password": SECRET},
+    "mailgun": {"provider": "mailgun", "username": "pm@mg.example.com", "password": SECRET},
+    "ses": {"provider": "ses", "region": "us-east-1", "username": "AKIA", "password": SECRET},
+    "postmark": {"provider": "postmark", "password": "tok"},
+    "custom": {"provider": "custom", "host": "mail.example.net", "username": "u", "password": SECRET},
+}
+
+
+@pytest.mark.parametrize(("name", "port", "mode"), list(_ports()))
+def test_every_offered_port_gets_its_tls_mode(name, port, mode):
+    s = resolve({**BASE[name], "port": port})
+    assert s["relay"]["tls"] == mode
+    assert s["main_cf"]["relayhost"].endswith(f"]:{port}")
+    assert s["sasl"]["key"] == s["main_cf"]["relayhost"]
+    assert ("smtp_tls_wrappermode" in s["main_cf"]) == (mode == "implicit")
+    # The explicit tls key agrees with the port: accepted, same result.
+    assert resolve({**BASE[name], "port": port, "tls": mode})["main_cf"] == s["main_cf"]
+
+
+@pytest.mark.parametrize(
+    ("port", "tls", "wrapper"),
+    [(465, "implicit", "yes"), (2465, "implicit", "yes"), (2525, "starttls", None), (25, "starttls", None)],
+)
+def test_custom_port_derives_tls(port, tls, wrapper):
+    s = resolve({**BASE["custom"], "port": port})
+    assert s["relay"]["tls"] == tls
+    assert s["main_cf"].get("smtp_tls_wrappermode") == wrapper
+
+
+def test_custom_explicit_tls_overrides_port_rule():
+    s = resolve({**BASE["custom"], "port": 10465, "tls": "implicit"})
+    assert s["main_cf"]["smtp_tls_wrappermode"] == "yes"
+    s = resolve({**BASE["custom"], "port": 465, "tls": "starttls"})
+    assert "smtp_tls_wrappermode" not in s["main_cf"]
+
+
+def test_port_as_digit_string_is_accepted():
+    assert resolve({**BASE["sendgrid"], "port": "2525"})["relay"]["port"] == 2525
+
+
+def test_tls_verify_false_means_encrypt_never_none():
+    cf = main_cf({**BASE["sendgrid"], "tls_verify": False})
+    assert cf["smtp_tls_security_level"] == "encrypt"
+    cf = main_cf({**BASE["sendgrid"], "port": 465, "tls_verify": False})
+    assert (cf["smtp_tls_security_level"], cf["smtp_tls_wrappermode"]) == ("encrypt", "yes")
+
+
+def test_sendgrid_guide_extra():
+    assert main_cf(BASE["sendgrid"])["header_size_limit"] == "4096000"
+    assert "header_size_limit" not in main_cf(BASE["mailgun"])
+
+
+def test_host_override_keeps_provider_username_rules():
+    s = resolve({**BASE["sendgrid"], "host": "smtp-proxy.internal.example", "port": 10025})
+    assert s["sasl"]["key"] == "[smtp-proxy.internal.example]:10025"
+    assert s["sasl"]["username"] == "apikey"
+
+
+def test_ses_unknown_but_wellformed_region_with_host_override():
+    s = resolve({**BASE["ses"], "region": "xx-new-1", "host": "email-smtp.xx-new-1.amazonaws.com"})
+    assert s["relay"]["host"] == "email-smtp.xx-new-1.amazonaws.com"
+
+
+# --------------------------------------------------------------------------
+# The hardened send-only baseline holds for every provider.
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(BASE))
+def test_security_baseline(name):
+    cf = main_cf(BASE[name])
+    assert cf["inet_interfaces"] == "loopback-only"
+    assert cf["mynetworks"] == "127.0.0.0/8 [::1]/128"
+    assert cf["smtpd_relay_restrictions"] == "permit_mynetworks, reject_unauth_destination"
+    assert cf["smtpd_sasl_auth_enable"] == "no"
+    assert cf["smtp_sasl_auth_enable"] == "yes"
+    assert cf["smtp_sasl_security_options"] == "noanonymous"
+    assert cf["smtp_sasl_tls_security_options"] == "noanonymous"
+    assert cf["smtp_sasl_password_maps"] == "hash:/etc/postfix/sasl_passwd"
+    assert cf["smtp_tls_CAfile"] == "/etc/ssl/certs/ca-certificates.crt"
+    assert cf["smtp_sasl_auth_soft_bounce"] == "yes"
+    assert "TLSv1.1" in cf["smtp_tls_mandatory_protocols"]
+
+
+def test_main_cf_order_is_stable_and_sections_cover_all_keys():
+    s = resolve(BASE["mailgun"])
+    keys = [k for section in s["main_cf_sections"] for k in section["params"]]
+    assert keys == list(s["main_cf"])
+    assert len(keys) == len(set(keys))
+    assert keys[:2] == ["compatibility_level", "myhostname"]
+    assert resolve(BASE["mailgun"])["main_cf_sections"] == s["main_cf_sections"]
+
+
+# --------------------------------------------------------------------------
+# main_cf overrides
+# --------------------------------------------------------------------------
+def test_main_cf_overrides_go_last_sorted_and_replace_defaults():
+    s = resolve(
+        {
+            **BASE["sendgrid"],
+            "main_cf": {
+                "smtp_host_lookup": "native",
+                "header_size_limit": 102400,
+                "biff": True,
+                "maximal_backoff_time": None,
+                "smtp_tls_ciphers": ["high", "medium"],
+            },
+        }
+    )
+    last = s["main_cf_sections"][-1]
+    assert last["comment"] == "From pillar postfix_relay:main_cf"
+    assert list(last["params"]) == ["biff", "header_size_limit", "smtp_host_lookup", "smtp_tls_ciphers"]
+    assert s["main_cf"]["header_size_limit"] == "102400"
+    assert s["main_cf"]["biff"] == "yes"
+    assert s["main_cf"]["smtp_tls_ciphers"] == "high, medium"
+    assert "maximal_backoff_time" not in s["main_cf"]
+    keys = [k for section in s["main_cf_sections"] for k in section["params"]]
+    assert len(keys) == len(set(keys))
+
+
+def test_protected_override_needs_opt_in():
+    s = resolve(
+        {**BASE["sendgrid"], "main_cf": {"inet_interfaces": "all"}, "allow_unsafe_overrides": ["inet_interfaces"]}
+    )
+    assert s["main_cf"]["inet_interfaces"] == "all"
+    assert s["restart_params"] == {"inet_interfaces": "all"}
+
+
+def test_restart_params_default():
+    assert resolve(BASE["sendgrid"])["restart_params"] == {"inet_interfaces": "loopback-only"}
+
+
+# --------------------------------------------------------------------------
+# OS families
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("facts", "db", "cache", "ca", "sasl_pkg", "level", "suffix"),
+    [
+        (DEBIAN12, "hash", "btree", "/etc/ssl/certs/ca-certificates.crt", "libsasl2-modules", "3.6", ".db"),
+        (DEBIAN13, "hash", "btree", "/etc/ssl/certs/ca-certificates.crt", "libsasl2-modules", "3.6", ".db"),
+        (REDHAT8, "hash", "btree", "/etc/pki/tls/certs/ca-bundle.crt", "cyrus-sasl-plain", "2", ".db"),
+        (REDHAT9, "lmdb", "lmdb", "/etc/pki/tls/certs/ca-bundle.crt", "cyrus-sasl-plain", "2", ".lmdb"),
+    ],
+)
+def test_os_family_defaults(facts, db, cache, ca, sasl_pkg, level, suffix):
+    s = resolve(BASE["ses"], facts)
+    assert s["db_type"] == db
+    assert s["main_cf"]["smtp_sasl_password_maps"] == f"{db}:/etc/postfix/sasl_passwd"
+    assert s["main_cf"]["smtp_tls_session_cache_database"].startswith(f"{cache}:")
+    assert s["main_cf"]["smtp_tls_CAfile"] == ca
+    assert sasl_pkg in s["packages"] and "postfix" in s["packages"]
+    assert s["main_cf"]["compatibility_level"] == level
+    assert s["paths"]["sasl_passwd_db"] == "/etc/postfix/sasl_passwd" + suffix
+    assert bool(s["debconf"]) == (facts["os_family"] == "Debian")
+
+
+def test_unsupported_os_family():
+    assert "os_family 'Windows' is not supported" in error_of(BASE["sendgrid"], {"os_family": "Windows"})
+
+
+@pytest.mark.parametrize(
+    ("fqdn", "expected"),
+    [
+        ("web1.example.com", "web1.example.com"),
+        ("web1", "web1.localdomain"),
+        ("", "minion1.localdomain"),
+        ("WEB1.Example.COM.", "web1.example.com"),
+    ],
+)
+def test_myhostname_from_grains(fqdn, expected):
+    facts = {**DEBIAN12, "fqdn": fqdn, "host": "", "id": "minion1"}
+    assert main_cf(BASE["sendgrid"], facts)["myhostname"] == expected
+
+
+def test_myhostname_from_pillar():
+    assert main_cf({**BASE["sendgrid"], "myhostname": "relay.example.org"})["myhostname"] == "relay.example.org"
+
+
+# --------------------------------------------------------------------------
+# Secrets: redaction and the sasl map
+# --------------------------------------------------------------------------
+def test_redact_hides_password_everywhere():
+    s = pfr.redact(resolve(BASE["sendgrid"]))
+    assert SECRET not in repr(s)
+    assert s["sasl"]["password"] == pfr.REDACTED
+
+
+def test_redact_hides_postmark_token_used_as_username():
+    s = pfr.redact(resolve({"provider": "postmark", "password": "pm-token-xyz"}))
+    assert "pm-token-xyz" not in repr(s)
+
+
+def test_sasl_passwd_text_key_matches_relayhost():
+    s = resolve({**BASE["ses"], "port": 2465})
+    text = pfr.sasl_passwd_text(s)
+    line = [x for x in text.splitlines() if not x.startswith("#")]
+    assert line == [f"[email-smtp.us-east-1.amazonaws.com]:2465 AKIA:{SECRET}"]
+    assert line[0].split()[0] == s["main_cf"]["relayhost"]
+
+
+def test_clean_settings_need_no_pillar_and_relay_nothing():
+    for pillar in (None, {}, {"provider": "nope"}, {"myhostname": "box.example.org"}):
+        s = pfr.resolve_clean(pillar, DEBIAN12)
+        cf = {k: v for sec in s["main_cf_sections"] for k, v in sec["params"].items()}
+        assert "relayhost" not in cf and not any(k.startswith("smtp_sasl") for k in cf)
+        assert cf["inet_interfaces"] == "loopback-only"
+        assert cf["default_transport"].startswith("retry:")
+    assert "box.example.org" in repr(pfr.resolve_clean({"myhostname": "box.example.org"}, DEBIAN12))
+
+
+def test_map_is_current(tmp_path):
+    src = tmp_path / "sasl_passwd"
+    src.write_text("x")
+    assert not pfr.map_is_current(str(src), "hash")
+    db = tmp_path / "sasl_passwd.db"
+    db.write_text("")
+    assert pfr.map_is_current(str(src), "hash")
+    import os
+
+    st = db.stat()
+    os.utime(db, ns=(st.st_atime_ns, src.stat().st_mtime_ns - 1))
+    assert not pfr.map_is_current(str(src), "hash")
+    assert not pfr.map_is_current(str(src), "lmdb")
+
+
+# --------------------------------------------------------------------------
+# Bad input: one clear message naming the key and what is allowed.
+# --------------------------------------------------------------------------
+BAD = [
+    # id, pillar, expected fragments
+    ("no-pillar", None, ["postfix_relay:provider is required", "sendgrid | mailgun | ses | postmark | custom"]),
+    ("missing-provider", {"password": "x"}, ["postfix_relay:provider is required"]),
+    (
+        "unknown-provider",
+        {"provider": "sendgird", "password": "x"},
+        ["postfix_relay:provider must be one of", "did you mean 'sendgrid'"],
+    ),
+    ("provider-not-string", {"provider": 5, "password": "x"}, ["postfix_relay:provider must be one of"]),
+    ("missing-password", {"provider": "sendgrid"}, ["postfix_relay:password is required"]),
+    ("empty-password", {"provider": "sendgrid", "password": ""}, ["postfix_relay:password must not be empty"]),
+    (
+        "int-password",
+        {"provider": "sendgrid", "password": 123},
+        ["postfix_relay:password must be a string", "quote it"],
+    ),
+    (
+        "password-newline",
+        {"provider": "sendgrid", "password": "abc\ndef"},
+        ["postfix_relay:password must be a single line"],
+    ),
+    (
+        "password-leading-space",
+        {"provider": "sendgrid", "password": " abc"},
+        ["postfix_relay:password must not start or end with whitespace"],
+    ),
+    (
+        "password-trailing-space",
+        {"provider": "sendgrid", "password": "abc "},
+        ["postfix_relay:password must not start or end with whitespace"],
+    ),
+    (
+        "password-control",
+        {"provider": "sendgrid", "password": "ab\x07c"},
+        ["postfix_relay:password must not contain control characters"],
+    ),
+    (
+        "ses-no-region",
+        {"provider": "ses", "username": "u", "password": "x"},
+        ["postfix_relay:region is required for ses"],
+    ),
+    (
+        "ses-bad-region",
+        {"provider": "ses", "region": "europe", "username": "u", "password": "x"},
+        ["postfix_relay:region must be an AWS region"],
+    ),
+    (
+        "ses-unknown-region",
+        {"provider": "ses", "region": "eu-west-9", "username": "u", "password": "x"},
+        ["'eu-west-9' is not an SES region", "did you mean 'eu-west-", "postfix_relay:host"],
+    ),
+    (
+        "mailgun-bad-region",
+        {"provider": "mailgun", "region": "asia", "username": "u", "password": "x"},
+        ["postfix_relay:region must be one of us | eu"],
+    ),
+    (
+        "region-on-sendgrid",
+        {"provider": "sendgrid", "region": "eu", "password": "x"},
+        ["postfix_relay:region is only used with ses and mailgun"],
+    ),
+    (
+        "custom-no-host",
+        {"provider": "custom", "username": "u", "password": "x"},
+        ["postfix_relay:host is required when provider is custom"],
+    ),
+    (
+        "host-whitespace",
+        {"provider": "custom", "host": "smtp example.net", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name"],
+    ),
+    (
+        "host-brackets",
+        {"provider": "custom", "host": "[smtp.example.net]", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name"],
+    ),
+    (
+        "host-with-port",
+        {"provider": "custom", "host": "smtp.example.net:587", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name", "postfix_relay:port"],
+    ),
+    (
+        "host-control",
+        {"provider": "custom", "host": "smtp.example.net\n", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name"],
+    ),
+    (
+        "port-zero",
+        {"provider": "sendgrid", "password": "x", "port": 0},
+        ["postfix_relay:port must be an integer from 1 to 65535, got 0"],
+    ),
+    (
+        "port-big",
+        {"provider": "custom", "host": "h.example", "username": "u", "password": "x", "port": 70000},
+        ["postfix_relay:port must be an integer from 1 to 65535"],
+    ),
+    ("port-text", {"provider": "sendgrid", "password": "x", "port": "smtp"}, ["postfix_relay:port must be an integer"]),
+    ("port-bool", {"provider": "sendgrid", "password": "x", "port": True}, ["postfix_relay:port must be an integer"]),
+    (
+        "port-not-offered",
+        {"provider": "sendgrid", "password": "x", "port": 2587},
+        ["postfix_relay:port 2587 is not offered by sendgrid", "25, 587, 2525 (STARTTLS)", "465 (implicit TLS)"],
+    ),
+    (
+        "tls-bad",
+        {"provider": "sendgrid", "password": "x", "tls": "ssl"},
+        ["postfix_relay:tls must be starttls", "implicit"],
+    ),
+    (
+        "tls-port-mismatch",
+        {"provider": "sendgrid", "password": "x", "port": 587, "tls": "implicit"},
+        ["postfix_relay:tls is implicit but sendgrid port 587 speaks starttls", "465"],
+    ),
+    (
+        "postmark-implicit",
+        {"provider": "postmark", "password": "x", "tls": "implicit"},
+        ["postfix_relay:tls implicit is not offered by postmark"],
+    ),
+    (
+        "postmark-465",
+        {"provider": "postmark", "password": "x", "port": 465},
+        ["postfix_relay:port 465 is not offered by postmark"],
+    ),
+    (
+        "tls-verify-text",
+        {"provider": "sendgrid", "password": "x", "tls_verify": "no"},
+        ["postfix_relay:tls_verify must be true or false"],
+    ),
+    (
+        "username-newline",
+        {"provider": "mailgun", "username": "a\nb", "password": "x"},
+        ["postfix_relay:username must be a single line"],
+    ),
+    (
+        "username-space",
+        {"provider": "mailgun", "username": "pm@mg.example.com ", "password": "x"},
+        ["postfix_relay:username must not start or end with whitespace"],
+    ),
+    (
+        "username-colon",
+        {"provider": "mailgun", "username": "a:b", "password": "x"},
+        ["postfix_relay:username must not contain ':'"],
+    ),
+    ("username-missing", {"provider": "mailgun", "password": "x"}, ["postfix_relay:username is required for mailgun"]),
+    (
+        "username-sendgrid",
+        {"provider": "sendgrid", "username": "me@example.com", "password": "x"},
+        ["postfix_relay:username for sendgrid is always 'apikey'"],
+    ),
+    (
+        "postmark-token-colon",
+        {"provider": "postmark", "password": "a:b"},
+        ["postfix_relay:password contains ':'", "postfix_relay:username"],
+    ),
+    (
+        "main-cf-bad-key",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"Header-Size": 1}},
+        ["postfix_relay:main_cf parameter name 'Header-Size' must match [a-z0-9_]+"],
+    ),
+    (
+        "main-cf-newline",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"smtpd_banner": "a\nrelayhost = evil"}},
+        ["postfix_relay:main_cf:smtpd_banner must be a single line"],
+    ),
+    (
+        "main-cf-dict-value",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"biff": {"a": 1}}},
+        ["postfix_relay:main_cf:biff must be a string, number, boolean or list"],
+    ),
+    (
+        "main-cf-not-mapping",
+        {"provider": "sendgrid", "password": "x", "main_cf": ["biff"]},
+        ["postfix_relay:main_cf must be a mapping"],
+    ),
+    (
+        "main-cf-protected",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"inet_interfaces": "all"}},
+        ["postfix_relay:main_cf:inet_interfaces is security-critical", "postfix_relay:allow_unsafe_overrides"],
+    ),
+    (
+        "main-cf-protected-tls",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"smtp_tls_security_level": "may"}},
+        ["postfix_relay:main_cf:smtp_tls_security_level is security-critical"],
+    ),
+    (
+        "main-cf-relayhost",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"relayhost": "[evil]:25"}},
+        ["postfix_relay:main_cf:relayhost is security-critical"],
+    ),
+    (
+        "allow-unknown",
+        {"provider": "sendgrid", "password": "x", "allow_unsafe_overrides": ["biff"]},
+        ["postfix_relay:allow_unsafe_overrides lists 'biff', which is not a protected parameter"],
+    ),
+    (
+        "unknown-key",
+        {"provider": "sendgrid", "passwd": "x"},
+        ["postfix_relay:passwd is not a known key", "did you mean 'password'", "postfix_relay:password is required"],
+    ),
+    (
+        "myhostname-short",
+        {"provider": "sendgrid", "password": "x", "myhostname": "web1"},
+        ["postfix_relay:myhostname must be fully qualified"],
+    ),
+    (
+        "myhostname-bad",
+        {"provider": "sendgrid", "password": "x", "myhostname": "web 1.example.com"},
+        ["postfix_relay:myhostname must be a plain host name"],
+    ),
+    (
+        "unknown-provider-collects-more",
+        {"provider": "mailgum", "password": "x ", "port": 0},
+        ["did you mean 'mailgun'", "postfix_relay:port must be", "postfix_relay:password must not start"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("pillar", "fragments"), [pytest.param(p, f, id=i) for i, p, f in BAD])
+def test_bad_pillar_is_refused_with_a_clear_message(pillar, fragments):
+    message = error_of(pillar)
+    assert message.startswith("postfix_relay: invalid pillar, nothing was changed on this minion:")
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "saltutil.refresh_pillar" in message  # names the next step
+
+
+def test_bad_pillar_message_never_echoes_secrets():
+    for pillar in (
+        {"provider": "sendgrid", "password": "Sekrit\nValue"},
+        {"provider": "sendgrid", "password": " SekritValue"},
+        {"provider": "postmark", "password": "Sekrit:Value"},
+        {"provider": "nope", "password": "SekritValue\n", "username": " SekritUser"},
+    ):
+        message = error_of(pillar)
+        assert "Sekrit" not in message, message
+
+
+def test_pillar_not_a_mapping():
+    with pytest.raises(pfr.PillarError, match="must be a mapping"):
+        resolve(["provider", "sendgrid"])
