@@ -1,0 +1,308 @@
+"""Run kitchen.yml's matrix without Test Kitchen (which cannot be installed here).
+
+Reads the same kitchen.yml, names instances as Kitchen does (``<suite>-<platform>``)
+and runs each through Kitchen's steps with kitchen-salt's salt_solo layout:
+
+    create    systemd container (no --privileged), formula + pillar in /tmp/kitchen
+    converge  salt-call --local state.apply postfix_relay   (must succeed)
+    converge  again                                          (must report 0 changes)
+    verify    cut the container off the network, start the fake provider inside it,
+              pytest --hosts=docker://<container> test/integration/<suite>
+    destroy
+
+    python -m harness.kitchen list
+    python -m harness.kitchen test [PATTERN ...] [--jobs N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness import images
+from harness.docker import Container, DockerError
+from harness.fakeprovider import credential_hash
+from harness.formula import REPO
+from harness.pki import TestCA
+
+sys.path.insert(0, str(REPO / "test" / "integration"))
+from suites import EVENTS, load_suite
+
+KITCHEN_ROOT = "/tmp/kitchen"
+PROVIDER_DIR = "/opt/fakeprovider"
+PROVIDER_ADDR = "127.0.0.2"
+LOG_DIR = REPO / ".cache" / "kitchen"
+_print_lock = threading.Lock()
+
+
+def say(instance: str, msg: str) -> None:
+    with _print_lock:
+        print(f"[{instance}] {msg}", flush=True)
+
+
+@dataclass
+class Instance:
+    suite: str
+    platform: str
+    pillars_from_files: dict[str, str]
+    pillars: dict
+    results: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        # Kitchen::Instance.name_for: "<suite>-<platform>", '_' ',' '/' -> '-', '.' dropped
+        return re.sub(r"[_,/]", "-", f"{self.suite}-{self.platform}").replace(".", "")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in (over or {}).items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load(path: Path = REPO / "kitchen.yml") -> list[Instance]:
+    """platforms x suites, honouring Kitchen's ``includes``/``excludes`` per suite."""
+    data = yaml.safe_load(path.read_text())
+    provisioner = data.get("provisioner", {})
+    instances = []
+    for suite in data["suites"]:
+        for platform in data["platforms"]:
+            pname = platform["name"]
+            if "includes" in suite and pname not in suite["includes"]:
+                continue
+            if pname in suite.get("excludes", []):
+                continue
+            prov = _merge(_merge(provisioner, platform.get("provisioner", {})), suite.get("provisioner", {}))
+            instances.append(
+                Instance(suite["name"], pname, prov.get("pillars_from_files", {}), prov.get("pillars", {}))
+            )
+    return instances
+
+
+class Run:
+    """One harness run: a test CA shared by its instances, labelled containers."""
+
+    def __init__(self, keep: bool = False):
+        self.run_id = uuid.uuid4().hex[:8]
+        self.keep = keep
+        self.ca = TestCA()
+        self.workdir = Path(tempfile.mkdtemp(prefix="pfr-kitchen-"))
+
+    # -- create ---------------------------------------------------------------
+    def create(self, inst: Instance, image: str) -> Container:
+        suite = load_suite(inst.suite)
+        container = Container.run_systemd(
+            f"pfr-{inst.name}-{self.run_id}", image, hostname=f"{inst.name}.example.test", run_id=self.run_id
+        )
+        # salt_solo layout: formula and _modules in file_roots, the suite pillar in pillar_roots.
+        container.sh(f"mkdir -p {KITCHEN_ROOT}/srv/salt {KITCHEN_ROOT}/srv/pillar {KITCHEN_ROOT}/etc/salt")
+        container.put(REPO / "postfix_relay", f"{KITCHEN_ROOT}/srv/salt/postfix_relay")
+        container.put(REPO / "_modules", f"{KITCHEN_ROOT}/srv/salt/_modules")
+        for dest, src in inst.pillars_from_files.items():
+            container.write(f"{KITCHEN_ROOT}/srv/pillar/{dest}", (REPO / src).read_text(), mode="0600")
+        for dest, content in inst.pillars.items():
+            container.write(f"{KITCHEN_ROOT}/srv/pillar/{dest}", yaml.safe_dump(content))
+        container.write(
+            f"{KITCHEN_ROOT}/etc/salt/minion",
+            yaml.safe_dump(
+                {
+                    "id": inst.name,
+                    "file_client": "local",
+                    "file_roots": {"base": [f"{KITCHEN_ROOT}/srv/salt"]},
+                    "pillar_roots": {"base": [f"{KITCHEN_ROOT}/srv/pillar"]},
+                }
+            ),
+        )
+        # The provider's real name resolves to the fake provider inside the instance.
+        container.sh(f"echo '{PROVIDER_ADDR} {suite.host}' >> /etc/hosts")
+        # Trust the test CA through the system store (ca-certificates, installed by the formula, picks it up).
+        container.write("/usr/local/share/ca-certificates/postfix_relay-test-ca.crt", self.ca.cert_pem.decode())
+        container.sh("command -v update-ca-certificates >/dev/null && update-ca-certificates >/dev/null || true")
+        return container
+
+    # -- converge -------------------------------------------------------------
+    def converge(self, inst: Instance, container: Container, n: int) -> dict:
+        started = time.monotonic()
+        proc = container.exec(
+            "salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough",
+            "--out=json", "--out-indent=-1", "--log-level=warning", "state.apply", "postfix_relay",
+            check=False, timeout=1200,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        log_dir = LOG_DIR / inst.name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"converge-{n}.json").write_text(proc.stdout)
+        (log_dir / f"converge-{n}.stderr").write_text(proc.stderr)
+        # Keep the output on the instance too: the secret search covers it.
+        container.write(f"{KITCHEN_ROOT}/log/converge-{n}.out", proc.stdout + proc.stderr, mode="0600")
+        try:
+            states = json.loads(proc.stdout)["local"]
+        except (ValueError, KeyError):
+            states = None
+        if proc.returncode != 0 or not isinstance(states, dict):
+            raise AssertionError(
+                f"converge {n} failed (rc={proc.returncode}); output in {log_dir}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+            )
+        failed = [sid for sid, r in states.items() if r.get("result") is not True]
+        changed = sorted(r.get("__id__", sid) for sid, r in states.items() if r.get("changes"))
+        suite = load_suite(inst.suite)
+        if suite.password in proc.stdout + proc.stderr:
+            raise AssertionError(f"converge {n}: the suite password appears in the converge output ({log_dir})")
+        if failed:
+            raise AssertionError(f"converge {n}: failed states {failed}; output in {log_dir}")
+        result = {"seconds": round(seconds, 1), "states": len(states), "changed": changed}
+        say(inst.name, f"converge {n}: {len(states)} states, {len(changed)} changed, {seconds:.1f} s")
+        return result
+
+    # -- verify ---------------------------------------------------------------
+    def start_provider(self, inst: Instance, container: Container) -> None:
+        suite = load_suite(inst.suite)
+        issued = self.ca.issue(suite.host)
+        container.put(REPO / "test" / "harness" / "fakeprovider.py", f"{PROVIDER_DIR}/fakeprovider.py")
+        container.write(f"{PROVIDER_DIR}/cert.pem", issued.cert_pem.decode())
+        container.write(f"{PROVIDER_DIR}/key.pem", issued.key_pem.decode(), mode="0600")
+        config = {
+            "listen": PROVIDER_ADDR,
+            "port": suite.port,
+            "tls": suite.tls,
+            "hostname": suite.host,
+            "cert": f"{PROVIDER_DIR}/cert.pem",
+            "key": f"{PROVIDER_DIR}/key.pem",
+            "credentials": [credential_hash(suite.username, suite.password)],
+            "events": EVENTS,
+        }
+        container.write(f"{PROVIDER_DIR}/config.json", json.dumps(config, indent=1), mode="0600")
+        container.exec(
+            "systemd-run", "--unit=fakeprovider", "--collect", f"{PROVIDER_DIR}/bin/python",
+            f"{PROVIDER_DIR}/fakeprovider.py", f"--config={PROVIDER_DIR}/config.json",
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if '"listening"' in container.exec("cat", EVENTS, check=False).stdout:
+                return
+            time.sleep(0.5)
+        status = container.exec("systemctl", "status", "fakeprovider", "--no-pager", check=False).stdout
+        raise AssertionError(f"fake provider did not start:\n{status}")
+
+    def verify(self, inst: Instance, container: Container) -> dict:
+        started = time.monotonic()
+        container.disconnect_all_networks()
+        self.start_provider(inst, container)
+        env = {
+            **os.environ,
+            "KITCHEN_INSTANCE": inst.name,
+            "KITCHEN_SUITE": inst.suite,
+            "KITCHEN_PLATFORM": inst.platform,
+            "KITCHEN_CONTAINER_ID": container.name,
+        }
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no",
+                f"--hosts=docker://{container.name}", f"test/integration/{inst.suite}",
+            ],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False,
+        )  # fmt: skip
+        summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "no output"
+        seconds = time.monotonic() - started
+        say(inst.name, f"verify: {summary}")
+        if proc.returncode != 0:
+            with _print_lock:
+                print(proc.stdout[-8000:], proc.stderr[-2000:], sep="\n", flush=True)
+            raise AssertionError(f"verify failed: {summary}")
+        return {"seconds": round(seconds, 1), "summary": summary}
+
+    # -- the whole lifecycle --------------------------------------------------
+    def test(self, inst: Instance, image: str) -> Instance:
+        started = time.monotonic()
+        container = None
+        try:
+            say(inst.name, f"create from {image}")
+            container = self.create(inst, image)
+            inst.results["converge1"] = self.converge(inst, container, 1)
+            inst.results["converge2"] = second = self.converge(inst, container, 2)
+            if second["changed"]:
+                raise AssertionError(f"second converge changed {second['changed']}: the formula is not idempotent")
+            inst.results["verify"] = self.verify(inst, container)
+            inst.results["ok"] = True
+        except (AssertionError, DockerError, subprocess.TimeoutExpired) as exc:
+            inst.results["ok"] = False
+            inst.results["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            say(inst.name, f"FAILED: {exc}")
+            if container is not None:
+                diag = container.sh(
+                    "postqueue -p 2>&1 | tail -5; journalctl -u postfix@- -u fakeprovider --no-pager -n 25", check=False
+                ).stdout
+                say(inst.name, f"diagnostics:\n{diag}")
+        finally:
+            if container is not None and not self.keep:
+                container.remove()
+            inst.results["seconds"] = round(time.monotonic() - started, 1)
+        return inst
+
+
+def _select(instances: list[Instance], patterns: list[str]) -> list[Instance]:
+    if not patterns:
+        return instances
+    return [i for i in instances if any(fnmatch.fnmatch(i.name, p) or p in i.name for p in patterns)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["list", "test"])
+    parser.add_argument("patterns", nargs="*", help="instance names or globs (default: all)")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("PFR_JOBS", "3")))
+    parser.add_argument(
+        "--keep", action="store_true", help="keep containers for debugging (remove: make clean-containers)"
+    )
+    args = parser.parse_args(argv)
+    instances = _select(load(), args.patterns)
+    if args.action == "list":
+        for inst in instances:
+            print(f"{inst.name:30} suite={inst.suite} platform={inst.platform}")
+        return 0
+    if not instances:
+        print("no instance matches", args.patterns, file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    platforms = sorted({i.platform for i in instances})
+    print(f"==> images for {', '.join(platforms)}", flush=True)
+    with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
+        refs = dict(zip(platforms, pool.map(images.build, platforms), strict=True))
+    run = Run(keep=args.keep)
+    print(f"==> {len(instances)} instances, {args.jobs} at a time (run {run.run_id})", flush=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        done = list(pool.map(lambda i: run.test(i, refs[i.platform]), instances))
+    print("\n==> kitchen matrix", flush=True)
+    print(f"{'instance':28} {'converge1':>16} {'converge2':>10} {'verify':>26} {'total':>7}")
+    for inst in done:
+        r = inst.results
+        c1 = r.get("converge1", {})
+        c2 = r.get("converge2", {})
+        col1 = f"{c1.get('seconds', '-')}s/{len(c1.get('changed', []))}ch" if c1 else "-"
+        col2 = f"{len(c2.get('changed', []))}ch" if c2 else "-"
+        col3 = r.get("verify", {}).get("summary", r.get("error", "-"))[:26]
+        print(f"{inst.name:28} {col1:>16} {col2:>10} {col3:>26} {r.get('seconds', 0):>6}s")
+    passed = sum(1 for i in done if i.results.get("ok"))
+    failed = len(done) - passed
+    print(f"==> wall time {time.monotonic() - started:.0f} s")
+    print(f"kitchen: {passed} passed, {failed} failed", flush=True)
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
