@@ -651,7 +651,7 @@ def resolve_clean(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any])
     base["main_cf_sections"] = [
         *base.pop("identity"),
         {
-            "comment": "Relay removed by postfix_relay.clean: outbound mail is deferred (kept), never sent",
+            "comment": "Relay removed by postfix_relay.clean: outbound mail is refused (450) or deferred, never sent",
             "params": {"default_transport": "retry:outbound relay removed by postfix_relay.clean"},
         },
     ]

@@ -8,30 +8,10 @@ that suite's expectations (see conftest.py).  A message is really sent:
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 import uuid
 
-from suites import EVENTS, PILLAR_SOURCE
-
-SMTP_SEND = """
-import smtplib, sys
-from email.message import EmailMessage
-msg = EmailMessage()
-msg["From"] = "app@web.example.com"
-msg["To"] = "customer@example.org"
-msg["Subject"] = sys.argv[2]
-msg["Message-ID"] = sys.argv[1]
-msg.set_content("Password reset link: https://example.com/reset/abc\\n")
-with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
-    smtp.send_message(msg)
-print("submitted")
-"""
-
-
-def _events(host) -> list[dict]:
-    content = host.file(EVENTS).content_string if host.file(EVENTS).exists else ""
-    return [json.loads(line) for line in content.splitlines() if line.strip()]
+from suites import PILLAR_SOURCE, SMTP_SEND, events
 
 
 def _postconf(host, name: str) -> str:
@@ -103,7 +83,7 @@ def test_message_arrives_at_provider_over_tls_authenticated(host, suite):
     deadline = time.monotonic() + 90
     arrived = []
     while time.monotonic() < deadline and not arrived:
-        arrived = [e for e in _events(host) if e["event"] == "message" and e["message_id"] == message_id]
+        arrived = [e for e in events(host) if e["event"] == "message" and e["message_id"] == message_id]
         time.sleep(1)
     queue = host.run("postqueue -p").stdout
     log = host.run("journalctl -u postfix@- --no-pager -n 30").stdout
@@ -114,7 +94,7 @@ def test_message_arrives_at_provider_over_tls_authenticated(host, suite):
     assert msg["mail_from"] == "app@web.example.com"
     assert msg["rcpt_tos"] == ["customer@example.org"]
     assert msg["subject"] == subject
-    auths = [e for e in _events(host) if e["event"] == "auth"]
+    auths = [e for e in events(host) if e["event"] == "auth"]
     assert auths and all(a["tls"] for a in auths), "AUTH seen outside TLS"
     assert any(a["ok"] and a["user_sha256"] == _sha256(suite.username) for a in auths)
     # Delivered, not just attempted: the queue is empty again.

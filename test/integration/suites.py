@@ -6,6 +6,7 @@ the password comes from the suite's pillar ``test/salt/pillar/<suite>.sls``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,3 +37,47 @@ def load_suite(name: str) -> Suite:
     password = pillar["password"]
     username = password if provider.get("username_is_password") else provider["username"]
     return Suite(name, provider["host"], int(provider["port"]), provider["tls"], username, password)
+
+
+SALT_CALL = "salt-call --local --config-dir=/tmp/kitchen/etc/salt --out=json --out-indent=-1 --log-level=warning"
+
+
+def salt_apply(host, sls: str = "postfix_relay", pillar: dict | None = None) -> tuple[int, dict | list | None, str]:
+    """state.apply on the instance, as the converge did; returns (rc, states or errors, raw output)."""
+    cmd = f"{SALT_CALL} --retcode-passthrough state.apply {sls}"
+    out = host.run(cmd + " pillar=%s", json.dumps(pillar)) if pillar is not None else host.run(cmd)
+    try:
+        data = json.loads(out.stdout)["local"]
+    except (ValueError, KeyError):
+        data = None
+    return out.rc, data, out.stdout + out.stderr
+
+
+def changed_ids(states: dict) -> set[str]:
+    return {r["__id__"] for r in states.values() if r.get("changes")}
+
+
+def master_pid(host) -> str:
+    return host.check_output("cat /var/spool/postfix/pid/master.pid").strip()
+
+
+# Submits one message to 127.0.0.1:25 as a Django app would (argv: Message-ID, Subject).
+SMTP_SEND = """
+import smtplib, sys
+from email.message import EmailMessage
+msg = EmailMessage()
+msg["From"] = "app@web.example.com"
+msg["To"] = "customer@example.org"
+msg["Subject"] = sys.argv[2]
+msg["Message-ID"] = sys.argv[1]
+msg.set_content("Password reset link: https://example.com/reset/abc\\n")
+with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
+    smtp.send_message(msg)
+print("submitted")
+"""
+
+
+def events(host) -> list[dict]:
+    """The fake provider's event log on the instance."""
+    content = host.file(EVENTS).content_string if host.file(EVENTS).exists else ""
+    return [json.loads(line) for line in content.splitlines() if line.strip()]
