@@ -743,8 +743,12 @@ def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl
             },
         },
         {
-            "comment": "Retry soon after an outage: a relay has one destination",
+            "comment": (
+                "Never bounce what the provider refused: defer, so that mail goes out once the cause "
+                "is fixed (e.g. an unverified SES sender); retry soon, a relay has one destination"
+            ),
             "params": {
+                "soft_bounce": "yes",
                 "queue_run_delay": "60s",
                 "minimal_backoff_time": "60s",
                 "maximal_backoff_time": "10m",

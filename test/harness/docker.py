@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -25,6 +27,14 @@ SYSTEMD_FLAGS = [
 
 class DockerError(RuntimeError):
     pass
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if "__pycache__" in info.name:
+        return None
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
 
 
 def docker(
@@ -76,7 +86,23 @@ class Container:
         return self.exec("sh", "-c", script, check=check, timeout=timeout)
 
     def put(self, src: Path, dest: str) -> None:
-        docker("cp", str(src), f"{self.name}:{dest}")
+        """Copy a file or directory to ``dest`` inside the container's own mounts.
+
+        Streams a tar through ``docker exec`` rather than ``docker cp``, which
+        writes beneath mounts such as Debian 13's tmpfs /tmp.
+        """
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(src, arcname=Path(dest).name, filter=_root_owned)
+        parent = str(Path(dest).parent)
+        proc = subprocess.run(
+            ["docker", "exec", "-i", self.name, "sh", "-c", f'mkdir -p "{parent}" && tar -x -C "{parent}"'],
+            input=buffer.getvalue(),
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise DockerError(f"copying {src} to {self.name}:{dest} failed: {proc.stderr.decode()[-500:]}")
 
     def write(self, path: str, content: str, mode: str = "0644") -> None:
         self.exec(

@@ -175,7 +175,8 @@ async def serve(config: dict[str, Any]) -> None:
             require_starttls=mode == "starttls",
             authenticator=provider.authenticate,
             auth_required=True,
-            auth_require_tls=mode != "none",
+            # Implicit TLS is TLS from the first byte: AUTH is offered at once.
+            auth_require_tls=mode == "starttls",
         )
 
     server = await asyncio.get_running_loop().create_server(

@@ -55,7 +55,8 @@ def test_compiled_map_returns_the_credentials(host, suite):
 def test_postfix_enabled_and_running(host):
     assert host.service("postfix").is_enabled
     assert host.service("postfix").is_running
-    assert host.service("postfix@-").is_running
+    # The mail system itself (Debian 12 runs it as postfix@-, under an umbrella unit).
+    assert host.run("postfix status").rc == 0
 
 
 def test_smtp_listens_on_loopback_only(host):
@@ -86,7 +87,7 @@ def test_message_arrives_at_provider_over_tls_authenticated(host, suite):
         arrived = [e for e in events(host) if e["event"] == "message" and e["message_id"] == message_id]
         time.sleep(1)
     queue = host.run("postqueue -p").stdout
-    log = host.run("journalctl -u postfix@- --no-pager -n 30").stdout
+    log = host.run("journalctl -u 'postfix*' --no-pager -n 40").stdout
     assert arrived, f"message never reached the fake provider.\nqueue:\n{queue}\nlog:\n{log}"
     msg = arrived[0]
     assert msg["tls"] is True and msg["tls_version"] in ("TLSv1.2", "TLSv1.3")

@@ -19,7 +19,7 @@ def _sha(host, path):
 
 
 def _journal_since(host, cursor_ts: float) -> str:
-    return host.check_output("journalctl -u postfix@- --no-pager --since @%s", str(int(cursor_ts)))
+    return host.check_output("journalctl -u 'postfix*' --no-pager --since @%s", str(int(cursor_ts)))
 
 
 def test_nothing_changed_means_nothing_touched(host):
@@ -80,7 +80,7 @@ def test_clean_removes_credentials_and_relay_keeps_local_postfix(host, suite):
     assert host.check_output("postconf -h relayhost") == ""
     assert host.check_output("postconf -h inet_interfaces") == "loopback-only"
     assert host.check_output("postconf -h default_transport").startswith("retry:")
-    assert host.service("postfix@-").is_running
+    assert host.run("postfix status").rc == 0
     listening = [s for s in host.socket.get_listening_sockets() if s.endswith(":25")]
     assert listening and all(s.startswith(("tcp://127.0.0.1:", "tcp://::1:")) for s in listening)
     found = host.run(
