@@ -84,10 +84,14 @@ postfix_relay-config-file-managed-sasl_passwd_db:
     - require:
       - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
 
+{#- Created only when missing (Debian 13 ships none): Postfix needs it for local mail. #}
 postfix_relay-config-file-managed-aliases:
   file.managed:
     - name: {{ paths.aliases }}
     - replace: False
+    - contents: |
+        # See man 5 aliases for format
+        postmaster:    root
     - require:
       - pkg: postfix_relay-package-pkg-installed-postfix
 
