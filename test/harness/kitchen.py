@@ -245,7 +245,8 @@ class Run:
             say(inst.name, f"FAILED: {exc}")
             if container is not None:
                 diag = container.sh(
-                    "postqueue -p 2>&1 | tail -5; journalctl -u 'postfix*' -u fakeprovider --no-pager -n 25", check=False
+                    "postqueue -p 2>&1 | tail -5; journalctl -u 'postfix*' -u fakeprovider --no-pager -n 25",
+                    check=False,
                 ).stdout
                 say(inst.name, f"diagnostics:\n{diag}")
         finally:
