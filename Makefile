@@ -10,12 +10,15 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration host venv clean-containers help
+.PHONY: test check lint unit render integration fleet demo demo-down host venv clean-containers help
 
 help:
+	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
+	@echo "make demo-down    remove the demo"
 	@echo "make test         lint, unit, render and container tests (what CI runs)"
 	@echo "make check        lint, unit and render tests only (no containers)"
 	@echo "make integration  the kitchen.yml matrix in systemd containers"
+	@echo "make fleet        salt-master + minions + Django end to end"
 
 test: check integration
 
@@ -53,6 +56,16 @@ host:
 integration: venv host
 	@echo "==> container tests: kitchen.yml matrix (create, converge twice, verify, destroy)"
 	$(PY) -m harness.kitchen test
+
+fleet: venv host
+	@echo "==> fleet tests: a salt-master applies the formula to web and worker minions, Django sends"
+	$(PY) -m pytest -q -p no:cacheprovider test/fleet
+
+demo: venv host
+	@$(PY) -m harness.demo up
+
+demo-down: venv host
+	@$(PY) -m harness.demo down
 
 clean-containers:
 	@$(PYTHON) -m harness.hostsetup --remove-containers

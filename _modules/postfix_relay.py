@@ -207,6 +207,7 @@ PILLAR_KEYS = {
     "myhostname": "this host's fully qualified name",
     "main_cf": "extra main.cf parameters (name: value)",
     "allow_unsafe_overrides": "main.cf security parameters that main_cf may override",
+    "django_env": "an env file with Django's EMAIL_* settings (path, mode, user, group)",
 }
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -584,6 +585,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
         if myhostname is not None and "." not in myhostname:
             errors.add("myhostname", f"must be fully qualified (contain a dot), got {myhostname!r}")
     overrides = _resolve_main_cf_overrides(errors, pillar)
+    django_env = _resolve_django_env(errors, pillar.get("django_env"))
     errors.raise_if_any()
 
     nexthop = f"[{host}]:{port}"
@@ -616,6 +618,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
             "sasl": {"key": nexthop, "username": username, "password": password},
             "secret_username": preset["username"] == "password" and username == password,
+            "django_env": django_env,
         }
     )
     del base["identity"]
@@ -635,6 +638,85 @@ def _check_generic(errors: _Errors, pillar: Mapping[str, Any]) -> None:
     if pillar.get("host") is not None:
         _host(errors, "host", pillar["host"])
     _resolve_main_cf_overrides(errors, pillar)
+
+
+DJANGO_ENV_MODES = ("relay", "direct")
+_ENV_PATH_RE = re.compile(r"/[A-Za-z0-9._/@+-]+")
+_NAME_RE = re.compile(r"[a-z_][a-z0-9_-]*[$]?")
+
+
+def _resolve_django_env(errors: _Errors, raw: Any) -> dict[str, Any] | None:
+    """``django_env``: where to write Django's EMAIL_* settings, and in which mode."""
+    if raw is None:
+        return None
+    key = "django_env"
+    if not isinstance(raw, Mapping):
+        errors.add(key, f"must be a mapping with at least path, got {raw!r}")
+        return None
+    for name in raw:
+        if name not in ("path", "mode", "user", "group"):
+            errors.add(f"{key}:{name}", "is not a known key; known: path, mode, user, group")
+    path = raw.get("path")
+    if not isinstance(path, str) or not _ENV_PATH_RE.fullmatch(path) or "/../" in path or path.endswith("/"):
+        errors.add(f"{key}:path", f"must be an absolute file path such as /etc/myapp/email.env, got {path!r}")
+    mode = raw.get("mode", "relay")
+    if mode not in DJANGO_ENV_MODES:
+        errors.add(
+            f"{key}:mode",
+            f"must be relay (Django -> local Postfix) or direct (Django -> provider), got {mode!r}",
+        )
+    owner = {}
+    for name in ("user", "group"):
+        value = raw.get(name, "root")
+        if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+            errors.add(f"{key}:{name}", f"must be a system {name} name, got {value!r}")
+        owner[name] = value
+    return {"path": path, "mode": mode, **owner}
+
+
+def _env_quote(value: str) -> str:
+    """Double-quoted, readable by both ``sh`` (``. file``) and systemd's EnvironmentFile=."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
+    return f'"{escaped}"'
+
+
+def django_env_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Django's EMAIL_* settings for the chosen mode, as the env file carries them.
+
+    relay: Django talks to the local Postfix (Django's defaults, no TLS: Django
+    4.2+ verifies certificates, and the local hop needs none).  direct: Django
+    talks to the provider with exactly one of EMAIL_USE_TLS / EMAIL_USE_SSL,
+    derived from the same ``tls`` key that drives Postfix.
+    """
+    env = settings.get("django_env") or {"mode": "relay"}
+    if env["mode"] == "relay":
+        return {
+            "EMAIL_HOST": "localhost",
+            "EMAIL_PORT": "25",
+            "EMAIL_HOST_USER": "",
+            "EMAIL_HOST_PASSWORD": "",
+            "EMAIL_USE_TLS": "False",
+            "EMAIL_USE_SSL": "False",
+        }
+    relay, sasl = settings["relay"], settings["sasl"]
+    return {
+        "EMAIL_HOST": relay["host"],
+        "EMAIL_PORT": str(relay["port"]),
+        "EMAIL_HOST_USER": sasl["username"],
+        "EMAIL_HOST_PASSWORD": sasl["password"],
+        "EMAIL_USE_TLS": "True" if relay["tls"] == STARTTLS else "False",
+        "EMAIL_USE_SSL": "True" if relay["tls"] == IMPLICIT else "False",
+    }
+
+
+def django_env_text(settings: Mapping[str, Any]) -> str:
+    mode = (settings.get("django_env") or {"mode": "relay"})["mode"]
+    lines = [
+        f"# Managed by Salt (postfix_relay): Django EMAIL_* settings, mode {mode}.",
+        "# Read it with systemd's EnvironmentFile= or `set -a; . FILE; set +a`.",
+    ]
+    lines += [f"{k}={_env_quote(v)}" for k, v in django_env_settings(settings).items()]
+    return "\n".join(lines) + "\n"
 
 
 def resolve_clean(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -841,6 +923,22 @@ def sasl_passwd():
         salt-call postfix_relay.sasl_passwd --out=quiet
     """
     return sasl_passwd_text(_resolved())
+
+
+def django_env():
+    """
+    The content of the Django env file (``postfix_relay:django_env``).
+
+    In direct mode it holds the password: called from inside the env file's
+    template only, for the same reason as :func:`sasl_passwd`.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call postfix_relay.django_env --out=quiet
+    """
+    return django_env_text(_resolved())
 
 
 def source_hash(hash_type="sha256"):

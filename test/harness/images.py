@@ -22,6 +22,7 @@ from harness.hostsetup import LABEL
 
 SALT_VERSION = "3008.4"
 AIOSMTPD_VERSION = "1.4.6"
+DJANGO_VERSION = "5.2.19"
 CACHE = Path(os.environ.get("PFR_CACHE", "/var/cache/postfix_relay-test"))
 MIRROR = os.environ.get("PFR_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HOST_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -48,6 +49,10 @@ for tool in salt-call salt-minion salt-master salt-key salt; do ln -sf /opt/salt
 python3 -m venv /opt/fakeprovider
 /opt/fakeprovider/bin/pip wheel -q --find-links /wheels -w /wheels aiosmtpd=={AIOSMTPD_VERSION}
 /opt/fakeprovider/bin/pip install -q --no-index --find-links /wheels aiosmtpd=={AIOSMTPD_VERSION}
+# The fleet tests' Django app (real Django from PyPI) runs from /opt/django.
+python3 -m venv /opt/django
+/opt/django/bin/pip wheel -q --find-links /wheels -w /wheels Django=={DJANGO_VERSION}
+/opt/django/bin/pip install -q --no-index --find-links /wheels Django=={DJANGO_VERSION}
 apt-get purge -y -q gcc python3-dev >/dev/null
 apt-get autoremove -y -q --purge >/dev/null
 apt-get clean

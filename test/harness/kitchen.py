@@ -33,17 +33,16 @@ from pathlib import Path
 
 import yaml
 
-from harness import images
+from harness import images, provider
 from harness.docker import Container, DockerError
-from harness.fakeprovider import credential_hash
 from harness.formula import REPO
 from harness.pki import TestCA
+from harness.provider import ProviderSpec
 
 sys.path.insert(0, str(REPO / "test" / "integration"))
-from suites import EVENTS, load_suite
+from suites import load_suite
 
 KITCHEN_ROOT = "/tmp/kitchen"
-PROVIDER_DIR = "/opt/fakeprovider"
 PROVIDER_ADDR = "127.0.0.2"
 LOG_DIR = REPO / ".cache" / "kitchen"
 _print_lock = threading.Lock()
@@ -130,9 +129,7 @@ class Run:
         )
         # The provider's real name resolves to the fake provider inside the instance.
         container.sh(f"echo '{PROVIDER_ADDR} {suite.host}' >> /etc/hosts")
-        # Trust the test CA through the system store (ca-certificates, installed by the formula, picks it up).
-        container.write("/usr/local/share/ca-certificates/postfix_relay-test-ca.crt", self.ca.cert_pem.decode())
-        container.sh("command -v update-ca-certificates >/dev/null && update-ca-certificates >/dev/null || true")
+        provider.trust_ca(container, self.ca)
         return container
 
     # -- converge -------------------------------------------------------------
@@ -172,32 +169,8 @@ class Run:
     # -- verify ---------------------------------------------------------------
     def start_provider(self, inst: Instance, container: Container) -> None:
         suite = load_suite(inst.suite)
-        issued = self.ca.issue(suite.host)
-        container.put(REPO / "test" / "harness" / "fakeprovider.py", f"{PROVIDER_DIR}/fakeprovider.py")
-        container.write(f"{PROVIDER_DIR}/cert.pem", issued.cert_pem.decode())
-        container.write(f"{PROVIDER_DIR}/key.pem", issued.key_pem.decode(), mode="0600")
-        config = {
-            "listen": PROVIDER_ADDR,
-            "port": suite.port,
-            "tls": suite.tls,
-            "hostname": suite.host,
-            "cert": f"{PROVIDER_DIR}/cert.pem",
-            "key": f"{PROVIDER_DIR}/key.pem",
-            "credentials": [credential_hash(suite.username, suite.password)],
-            "events": EVENTS,
-        }
-        container.write(f"{PROVIDER_DIR}/config.json", json.dumps(config, indent=1), mode="0600")
-        container.exec(
-            "systemd-run", "--unit=fakeprovider", "--collect", f"{PROVIDER_DIR}/bin/python",
-            f"{PROVIDER_DIR}/fakeprovider.py", f"--config={PROVIDER_DIR}/config.json",
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if '"listening"' in container.exec("cat", EVENTS, check=False).stdout:
-                return
-            time.sleep(0.5)
-        status = container.exec("systemctl", "status", "fakeprovider", "--no-pager", check=False).stdout
-        raise AssertionError(f"fake provider did not start:\n{status}")
+        spec = ProviderSpec(suite.host, suite.port, suite.tls, suite.username, suite.password)
+        provider.deploy(container, self.ca, spec, listen=PROVIDER_ADDR)
 
     def verify(self, inst: Instance, container: Container) -> dict:
         started = time.monotonic()

@@ -260,3 +260,33 @@ def test_clean_renders_without_pillar(tmp_path):
     assert _param(text, "inet_interfaces") == "loopback-only"
     assert _param(text, "default_transport").startswith("retry:")
     assert "smtp_sasl" not in text
+
+
+# --------------------------------------------------------------------------
+# django_env: included by init.sls when the pillar asks for it
+# --------------------------------------------------------------------------
+def test_django_env_state_and_file(tmp_path):
+    pillar = {
+        **PILLARS["sendgrid"][0],
+        "django_env": {"path": "/etc/app/email.env", "mode": "direct", "user": "www-data"},
+    }
+    minion = LocalMinion(tmp_path, DEBIAN12, pillar)
+    show = minion.show_sls()
+    assert show.returncode == 0, show.stdout
+    args = _state_args(show, "postfix_relay-django_env-file-managed-env")
+    assert (args["name"], args["user"], args["mode"], args["show_changes"]) == (
+        "/etc/app/email.env",
+        "www-data",
+        "0600",
+        False,
+    )
+    assert SECRET not in show.stdout
+    text = minion.render("django.env.jinja")
+    assert f"EMAIL_HOST_PASSWORD={json.dumps(SECRET)}" in text.splitlines()
+    assert 'EMAIL_USE_TLS="True"' in text and 'EMAIL_USE_SSL="False"' in text
+
+
+def test_no_django_env_state_without_pillar(tmp_path):
+    show = LocalMinion(tmp_path, DEBIAN12, PILLARS["sendgrid"][0]).show_sls()
+    assert show.returncode == 0
+    assert not any("django_env" in sid for sid in show.data)

@@ -540,3 +540,69 @@ def test_bad_pillar_message_never_echoes_secrets():
 def test_pillar_not_a_mapping():
     with pytest.raises(pfr.PillarError, match="must be a mapping"):
         resolve(["provider", "sendgrid"])
+
+
+# --------------------------------------------------------------------------
+# django_env: Django's EMAIL_* settings from the same pillar
+# --------------------------------------------------------------------------
+def _env(pillar):
+    s = resolve(pillar)
+    return pfr.django_env_settings(s), pfr.django_env_text(s)
+
+
+def test_django_env_relay_mode_is_djangos_defaults():
+    env, text = _env({**BASE["sendgrid"], "django_env": {"path": "/etc/app/email.env"}})
+    assert env == {
+        "EMAIL_HOST": "localhost",
+        "EMAIL_PORT": "25",
+        "EMAIL_HOST_USER": "",
+        "EMAIL_HOST_PASSWORD": "",
+        "EMAIL_USE_TLS": "False",
+        "EMAIL_USE_SSL": "False",
+    }
+    assert SECRET not in text
+
+
+@pytest.mark.parametrize(("port", "use_tls", "use_ssl"), [(587, "True", "False"), (465, "False", "True")])
+def test_django_env_direct_mode_exactly_one_tls_flag(port, use_tls, use_ssl):
+    env, _ = _env({**BASE["sendgrid"], "port": port, "django_env": {"path": "/etc/app/email.env", "mode": "direct"}})
+    assert env["EMAIL_HOST"] == "smtp.sendgrid.net" and env["EMAIL_PORT"] == str(port)
+    assert env["EMAIL_HOST_USER"] == "apikey" and env["EMAIL_HOST_PASSWORD"] == SECRET
+    assert (env["EMAIL_USE_TLS"], env["EMAIL_USE_SSL"]) == (use_tls, use_ssl)
+
+
+def test_django_env_quoting_survives_sh(tmp_path):
+    import subprocess
+
+    tricky = 'a "q" $HOME `x` \\ b'
+    _, text = _env({**BASE["custom"], "password": tricky, "django_env": {"path": "/e/x.env", "mode": "direct"}})
+    envfile = tmp_path / "x.env"
+    envfile.write_text(text)
+    out = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; printf %s "$EMAIL_HOST_PASSWORD"', "-", str(envfile)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == tricky
+
+
+def test_django_env_is_redacted_in_settings():
+    s = pfr.redact(resolve({**BASE["sendgrid"], "django_env": {"path": "/etc/app/email.env", "mode": "direct"}}))
+    assert s["django_env"] == {"path": "/etc/app/email.env", "mode": "direct", "user": "root", "group": "root"}
+    assert SECRET not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("django_env", "fragment"),
+    [
+        ("yes", "postfix_relay:django_env must be a mapping"),
+        ({"path": "relative/email.env"}, "postfix_relay:django_env:path must be an absolute file path"),
+        ({"path": "/etc/app/"}, "postfix_relay:django_env:path must be an absolute file path"),
+        ({"path": "/etc/app/x.env", "mode": "smtp"}, "postfix_relay:django_env:mode must be relay"),
+        ({"path": "/etc/app/x.env", "user": "Bad User"}, "postfix_relay:django_env:user must be a system user name"),
+        ({"path": "/etc/app/x.env", "owner": "www-data"}, "postfix_relay:django_env:owner is not a known key"),
+    ],
+)
+def test_django_env_bad_input(django_env, fragment):
+    assert fragment in error_of({**BASE["sendgrid"], "django_env": django_env})

@@ -1,0 +1,127 @@
+"""A real salt-master applies postfix_relay to web and worker minions; Django sends through it.
+
+The tests run in file order on one fleet (module fixture): apply by grain
+from the master, prove idempotence, cut the network, then send with Django
+from the web minion and from a worker process, in relay mode and in direct
+mode (Django -> provider, same pillar).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+import pytest
+from harness.fleet import Fleet
+
+ENV_FILE = "/etc/relayapp/email.env"
+RECIPIENTS = ["alice@example.org", "bob@example.net"]
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    f = Fleet(name="fleettest").up()
+    yield f
+    f.down()
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _assert_applied(rc, data, out, minion, secret):
+    assert rc == 0, out
+    assert secret not in out, "the password reached the master's output"
+    assert list(data) == [minion], out
+    states = data[minion]
+    assert isinstance(states, dict), states  # a list would be render errors
+    failed = {k: v["comment"] for k, v in states.items() if v["result"] is not True}
+    assert not failed, failed
+    return states
+
+
+def test_apply_to_web_by_grain(fleet):
+    """A brand-new minion: the module reaches it without any manual sync."""
+    rc, data, out = fleet.salt("-G", "roles:web", "state.apply", "postfix_relay")
+    states = _assert_applied(rc, data, out, "web1", fleet.spec.password)
+    assert any(v["__id__"] == "postfix_relay-django_env-file-managed-env" for v in states.values())
+
+
+def test_apply_to_worker_by_grain(fleet):
+    rc, data, out = fleet.salt("-G", "roles:worker", "state.apply", "postfix_relay")
+    _assert_applied(rc, data, out, "worker1", fleet.spec.password)
+
+
+def test_second_apply_changes_nothing(fleet):
+    rc, data, out = fleet.salt("-C", "G@roles:web or G@roles:worker", "state.apply", "postfix_relay")
+    assert rc == 0, out
+    assert fleet.spec.password not in out
+    assert set(data) == {"web1", "worker1"}
+    for minion, states in data.items():
+        changed = [v["__id__"] for v in states.values() if v["changes"]]
+        assert changed == [], f"{minion}: {changed}"
+
+
+def test_relay_env_file(fleet):
+    for minion in fleet.minions:
+        m = fleet.minion(minion)
+        assert m.exec("stat", "-c", "%a %U %G", ENV_FILE).stdout.split() == ["600", "root", "root"]
+        text = m.exec("cat", ENV_FILE).stdout
+        assert 'EMAIL_HOST="localhost"' in text and 'EMAIL_PORT="25"' in text
+        assert 'EMAIL_USE_TLS="False"' in text and 'EMAIL_USE_SSL="False"' in text
+
+
+def test_fleet_is_cut_off_before_mail_flows(fleet):
+    fleet.cut_off()
+    for minion in fleet.minions:
+        routes = fleet.minion(minion).exec("ip", "-4", "route", "show").stdout
+        assert "default" not in routes, routes
+
+
+@pytest.mark.parametrize("minion", ["web1", "worker1"])
+def test_django_send_mail_relays_through_postfix(fleet, minion):
+    message_id = f"<{uuid.uuid4().hex}@{minion}.fleet.test>"
+    subject = f"password reset from {minion}"
+    proc = fleet.send_django_mail(minion, to=RECIPIENTS, subject=subject, message_id=message_id, env_file=ENV_FILE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report == {"sent": 1, "email_host": "localhost", "email_port": 25, "use_tls": False, "use_ssl": False}
+    msg = fleet.wait_for_message(message_id)
+    assert msg, f"{message_id} never reached the provider"
+    assert msg["mail_from"] == "noreply@example.com"
+    assert msg["rcpt_tos"] == RECIPIENTS
+    assert msg["subject"] == subject
+    assert msg["tls"] is True and msg["auth_user_sha256"] == _sha(fleet.spec.username)
+    # Relayed by the minion's Postfix: its log names the delivery.
+    log = fleet.minion(minion).exec("journalctl", "-u", "postfix*", "--no-pager").stdout
+    assert "status=sent" in log and f"relay={fleet.spec.host}" in log
+
+
+def test_django_direct_mode_from_the_same_pillar(fleet):
+    """direct: the env file points Django at the provider, with one TLS flag derived from `tls`."""
+    override = {"postfix_relay": {"django_env": {"path": ENV_FILE, "mode": "direct"}}}
+    rc, data, out = fleet.salt("web1", "state.apply", "postfix_relay.django_env", f"pillar={json.dumps(override)}")
+    states = _assert_applied(rc, data, out, "web1", fleet.spec.password)
+    assert [v["changes"] for v in states.values()] == [{"diff": "<show_changes=False>"}]
+    web = fleet.minion("web1")
+    text = web.exec("cat", ENV_FILE).stdout
+    assert f'EMAIL_HOST="{fleet.spec.host}"' in text and 'EMAIL_USE_TLS="True"' in text
+    assert 'EMAIL_USE_SSL="False"' in text
+    queued_before = web.exec("journalctl", "-u", "postfix*", "--no-pager").stdout.count("status=sent")
+    message_id = f"<{uuid.uuid4().hex}@web1.direct.fleet.test>"
+    proc = fleet.send_django_mail(
+        "web1", to=RECIPIENTS, subject="direct from web1", message_id=message_id, env_file=ENV_FILE
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["email_host"] == fleet.spec.host and report["use_tls"] is True and report["use_ssl"] is False
+    msg = fleet.wait_for_message(message_id, timeout=30)
+    assert msg and msg["tls"] is True and msg["auth_user_sha256"] == _sha(fleet.spec.username)
+    assert msg["rcpt_tos"] == RECIPIENTS
+    # Django talked to the provider itself: the local Postfix delivered nothing new.
+    assert web.exec("journalctl", "-u", "postfix*", "--no-pager").stdout.count("status=sent") == queued_before
+    # Back to relay mode.
+    rc, data, out = fleet.salt("web1", "state.apply", "postfix_relay.django_env")
+    _assert_applied(rc, data, out, "web1", fleet.spec.password)
+    assert 'EMAIL_HOST="localhost"' in web.exec("cat", ENV_FILE).stdout

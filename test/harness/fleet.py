@@ -1,0 +1,200 @@
+"""A real salt-master with web and worker minions, a fake provider, and Django on the minions.
+
+    master  salt-master, formula + _modules in file_roots, pillar from test/salt/pillar/fleet/
+    web1    salt-minion, grain roles: [web]
+    worker1 salt-minion, grain roles: [worker]
+    provider  the fake provider (aiosmtpd), on the provider's real host name
+
+All on a Docker network of their own created ``--internal`` (no route out).
+Minions are also attached to the default bridge while Salt installs Postfix,
+then cut off before any mail flows.  Used by test/fleet/ and ``make demo``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import yaml
+
+from harness import images, provider
+from harness.docker import Container, docker
+from harness.formula import REPO
+from harness.hostsetup import LABEL
+from harness.pki import TestCA
+from harness.provider import ProviderSpec
+
+PILLAR_DIR = REPO / "test" / "salt" / "pillar" / "fleet"
+APP_DIR = REPO / "test" / "fleet" / "djangoapp"
+APP_ROOT = "/opt/relayapp"
+DJANGO_PYTHON = "/opt/django/bin/python"
+MASTER_CONFIG = {
+    "interface": "0.0.0.0",
+    "file_roots": {"base": ["/srv/salt", "/srv/formulas/postfix_relay"]},
+    "pillar_roots": {"base": ["/srv/pillar"]},
+    "log_level_logfile": "info",
+}
+STATE_TOP = "base:\n  'G@roles:web or G@roles:worker':\n    - match: compound\n    - postfix_relay\n"
+
+
+def load_provider_spec() -> ProviderSpec:
+    desc = yaml.safe_load((REPO / "test" / "fleet" / "provider.yml").read_text())
+    pillar = yaml.safe_load((PILLAR_DIR / "postfix_relay.sls").read_text())["postfix_relay"]
+    return ProviderSpec(desc["host"], int(desc["port"]), desc["tls"], desc["username"], pillar["password"])
+
+
+@dataclass
+class Fleet:
+    minions: dict[str, list[str]] = field(default_factory=lambda: {"web1": ["web"], "worker1": ["worker"]})
+    platform: str = "debian-12"
+    name: str = "fleet"
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    spec: ProviderSpec = field(default_factory=load_provider_spec)
+    progress: bool = True
+
+    def __post_init__(self):
+        self.ca = TestCA()
+        self.network = f"pfr-{self.name}-{self.run_id}"
+        self.containers: dict[str, Container] = {}
+        self.addresses: dict[str, str] = {}
+
+    # -- helpers --------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if self.progress:
+            print(f"[{self.name}] {msg}", flush=True)
+
+    def cname(self, role: str) -> str:
+        return f"pfr-{self.name}-{role}-{self.run_id}"
+
+    @property
+    def master(self) -> Container:
+        return self.containers["master"]
+
+    @property
+    def provider(self) -> Container:
+        return self.containers["provider"]
+
+    def minion(self, name: str) -> Container:
+        return self.containers[name]
+
+    def _ip(self, container: Container) -> str:
+        fmt = f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}'
+        return docker("inspect", "-f", fmt, container.name).stdout.strip()
+
+    def salt(self, *args: str, timeout: float = 900) -> tuple[int, object, str]:
+        """Run ``salt`` on the master; returns (rc, parsed JSON by minion, raw output)."""
+        proc = self.master.exec("salt", "--out=json", "--static", "--timeout=120", *args, check=False, timeout=timeout)
+        try:
+            data = json.loads(proc.stdout)
+        except ValueError:
+            data = None
+        return proc.returncode, data, proc.stdout + proc.stderr
+
+    # -- lifecycle ------------------------------------------------------------
+    def up(self) -> Fleet:
+        started = time.monotonic()
+        image = images.build(self.platform)
+        docker("network", "create", "--internal", "--label", LABEL, self.network)
+        run = ["--network", self.network]
+        self.say(f"network {self.network} (internal: no route out)")
+
+        self.containers["provider"] = Container.run_systemd(
+            self.cname("provider"), image, hostname="provider.example.test", run_id=self.run_id, extra=run
+        )
+        provider.deploy(self.provider, self.ca, self.spec, listen="0.0.0.0")
+        provider_ip = self._ip(self.provider)
+        self.say(f"fake provider {self.spec.host}:{self.spec.port} ({self.spec.tls}) at {provider_ip}")
+
+        master = self.containers["master"] = Container.run_systemd(
+            self.cname("master"), image, hostname="salt.example.test", run_id=self.run_id,
+            extra=[*run, "--network-alias", "salt"],
+        )  # fmt: skip
+        master.write("/etc/salt/master", yaml.safe_dump(MASTER_CONFIG))
+        master.put(REPO / "postfix_relay", "/srv/formulas/postfix_relay/postfix_relay")
+        master.put(REPO / "_modules", "/srv/formulas/postfix_relay/_modules")
+        master.write("/srv/salt/top.sls", STATE_TOP)
+        for path in sorted(PILLAR_DIR.glob("*.sls")):
+            master.write(f"/srv/pillar/{path.name}", path.read_text(), mode="0600")
+        master.exec("systemd-run", "--unit=salt-master", "/opt/salt/bin/salt-master")
+        self.say("salt-master started")
+
+        for name, roles in self.minions.items():
+            m = self.containers[name] = Container.run_systemd(
+                self.cname(name), image, hostname=f"{name}.example.test", run_id=self.run_id,
+                extra=[*run, "--add-host", f"{self.spec.host}:{provider_ip}"],
+            )  # fmt: skip
+            # The default bridge, for apt only, until cut_off().
+            docker("network", "connect", "bridge", m.name)
+            provider.trust_ca(m, self.ca)
+            m.write(
+                "/etc/salt/minion",
+                yaml.safe_dump({"master": "salt", "id": name, "grains": {"roles": roles}}),
+            )
+            m.put(APP_DIR, APP_ROOT)
+            m.exec("systemd-run", "--unit=salt-minion", "/opt/salt/bin/salt-minion")
+        self.accept_keys()
+        self.say(f"up in {time.monotonic() - started:.0f} s: master, {', '.join(self.minions)}, provider")
+        return self
+
+    def accept_keys(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        wanted = set(self.minions)
+        while time.monotonic() < deadline:
+            keys = json.loads(self.master.exec("salt-key", "-L", "--out=json").stdout or "{}")
+            if wanted <= set(keys.get("minions_pre", [])) | set(keys.get("minions", [])):
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"minion keys never reached the master: {keys}")
+        self.master.exec("salt-key", "-A", "-y")
+        while time.monotonic() < deadline:
+            _rc, data, _ = self.salt("*", "test.ping", timeout=60)
+            if isinstance(data, dict) and wanted <= {k for k, v in data.items() if v is True}:
+                self.say(f"keys accepted, {len(wanted)} minions answer")
+                return
+            time.sleep(2)
+        raise AssertionError("minions do not answer test.ping")
+
+    def cut_off(self) -> None:
+        """Detach every minion from the default bridge: only the internal network is left."""
+        for name in self.minions:
+            docker("network", "disconnect", "-f", "bridge", self.minion(name).name, check=False)
+        self.say("minions cut off from the outside (internal network only)")
+
+    def send_django_mail(self, minion: str, *, to: list[str], subject: str, message_id: str, env_file: str):
+        """Send through Django as a service would: a transient unit with EnvironmentFile=."""
+        unit = f"relayapp-send-{uuid.uuid4().hex[:6]}"
+        return self.minion(minion).exec(
+            "systemd-run", f"--unit={unit}", "--wait", "--pipe", "--quiet", "--collect",
+            f"--property=EnvironmentFile={env_file}", f"--working-directory={APP_ROOT}",
+            DJANGO_PYTHON, "manage.py", "sendtestmail", f"--to={','.join(to)}", f"--subject={subject}",
+            f"--message-id={message_id}",
+            check=False, timeout=180,
+        )  # fmt: skip
+
+    def wait_for_message(self, message_id: str, timeout: float = 90) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in provider.events(self.provider):
+                if event["event"] == "message" and event["message_id"] == message_id:
+                    return event
+            time.sleep(1)
+        return None
+
+    def down(self) -> None:
+        for container in self.containers.values():
+            container.remove()
+        docker("network", "rm", self.network, check=False)
+
+
+def down_all() -> None:
+    """Remove every fleet container and network we labelled (``make demo-down``)."""
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    nets = docker("network", "ls", "-q", "--filter", f"label={LABEL}", check=False).stdout.split()
+    if nets:
+        docker("network", "rm", *nets, check=False)
+    print(f"removed {len(ids)} container(s), {len(nets)} network(s)")
