@@ -20,7 +20,7 @@ help:
 	@echo "make integration  the kitchen.yml matrix in systemd containers"
 	@echo "make fleet        salt-master + minions + Django end to end"
 
-test: check integration
+test: check integration fleet
 
 check: lint unit render
 

@@ -58,14 +58,16 @@ def up() -> int:
             env_file=ENV_FILE,
         )  # fmt: skip
         msg = fleet.wait_for_message(message_id, timeout=60) if proc.returncode == 0 else None
-        auths = [e for e in provider.events(fleet.provider) if e["event"] == "auth" and e.get("ok")]
+        users = {
+            e["user_sha256"]: e["user"] for e in provider.events(fleet.provider) if e["event"] == "auth" and e["ok"]
+        }
         rows.append(
             {
                 "minion": minion,
                 "role": ",".join(roles),
                 "provider": f"{fleet.spec.host}:{fleet.spec.port}",
                 "tls": msg.get("tls_version", "-") if msg else "-",
-                "user": auths[-1]["user"] if (msg and auths) else "-",
+                "user": users.get(msg["auth_user_sha256"], "-") if msg else "-",
                 "delivered": "yes" if msg else "NO",
             }
         )

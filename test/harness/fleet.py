@@ -83,9 +83,11 @@ class Fleet:
         fmt = f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}'
         return docker("inspect", "-f", fmt, container.name).stdout.strip()
 
-    def salt(self, *args: str, timeout: float = 900) -> tuple[int, object, str]:
+    def salt(self, *args: str, timeout: float = 900, salt_timeout: int = 300) -> tuple[int, object, str]:
         """Run ``salt`` on the master; returns (rc, parsed JSON by minion, raw output)."""
-        proc = self.master.exec("salt", "--out=json", "--static", "--timeout=120", *args, check=False, timeout=timeout)
+        proc = self.master.exec(
+            "salt", "--out=json", "--static", f"--timeout={salt_timeout}", *args, check=False, timeout=timeout
+        )
         try:
             data = json.loads(proc.stdout)
         except ValueError:
@@ -94,10 +96,19 @@ class Fleet:
 
     # -- lifecycle ------------------------------------------------------------
     def up(self) -> Fleet:
+        """Start everything; on failure, remove what was started and re-raise."""
+        try:
+            return self._up()
+        except BaseException:
+            self.down()
+            raise
+
+    def _up(self) -> Fleet:
         started = time.monotonic()
         image = images.build(self.platform)
         docker("network", "create", "--internal", "--label", LABEL, self.network)
-        run = ["--network", self.network]
+        # NET_ADMIN: cut_off() deletes the default route the internal network still gets.
+        run = ["--network", self.network, "--cap-add", "NET_ADMIN"]
         self.say(f"network {self.network} (internal: no route out)")
 
         self.containers["provider"] = Container.run_systemd(
@@ -150,7 +161,7 @@ class Fleet:
             raise AssertionError(f"minion keys never reached the master: {keys}")
         self.master.exec("salt-key", "-A", "-y")
         while time.monotonic() < deadline:
-            _rc, data, _ = self.salt("*", "test.ping", timeout=60)
+            _rc, data, _ = self.salt("*", "test.ping", timeout=60, salt_timeout=10)
             if isinstance(data, dict) and wanted <= {k for k, v in data.items() if v is True}:
                 self.say(f"keys accepted, {len(wanted)} minions answer")
                 return
@@ -158,10 +169,16 @@ class Fleet:
         raise AssertionError("minions do not answer test.ping")
 
     def cut_off(self) -> None:
-        """Detach every minion from the default bridge: only the internal network is left."""
+        """No route out: minions leave the default bridge, and no container keeps a default route.
+
+        The fleet network is ``--internal`` (Docker drops its forwarded traffic);
+        deleting the default route as well leaves each container its subnet only.
+        """
         for name in self.minions:
             docker("network", "disconnect", "-f", "bridge", self.minion(name).name, check=False)
-        self.say("minions cut off from the outside (internal network only)")
+        for container in self.containers.values():
+            container.sh("ip route del default 2>/dev/null; ip -6 route del default 2>/dev/null; true")
+        self.say("cut off: internal network only, no default route")
 
     def send_django_mail(self, minion: str, *, to: list[str], subject: str, message_id: str, env_file: str):
         """Send through Django as a service would: a transient unit with EnvironmentFile=."""
@@ -187,14 +204,3 @@ class Fleet:
         for container in self.containers.values():
             container.remove()
         docker("network", "rm", self.network, check=False)
-
-
-def down_all() -> None:
-    """Remove every fleet container and network we labelled (``make demo-down``)."""
-    ids = docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
-    if ids:
-        docker("rm", "-f", *ids, check=False)
-    nets = docker("network", "ls", "-q", "--filter", f"label={LABEL}", check=False).stdout.split()
-    if nets:
-        docker("network", "rm", *nets, check=False)
-    print(f"removed {len(ids)} container(s), {len(nets)} network(s)")

@@ -73,7 +73,12 @@ def remove_containers() -> None:
     ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-        say(f"removed {len(ids)} test container(s)")
+    nets = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"label={LABEL}"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if nets:
+        subprocess.run(["docker", "network", "rm", *nets], capture_output=True, check=False)
+    say(f"removed {len(ids)} test container(s) and {len(nets)} network(s)")
 
 
 def main(argv: list[str] | None = None) -> None:

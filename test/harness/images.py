@@ -63,13 +63,14 @@ systemctl mask getty@.service console-getty.service >/dev/null 2>&1 || true
 """
 
 
+def rootfs_hash(platform: str) -> str:
+    """The debootstrap part of the recipe: rebuilt only when the suite or base packages change."""
+    recipe = {"suite": PLATFORMS[platform], "packages": BASE_PACKAGES, "mirror": MIRROR}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def recipe_hash(platform: str) -> str:
-    recipe = {
-        "suite": PLATFORMS[platform],
-        "packages": BASE_PACKAGES,
-        "script": BUILD_SCRIPT,
-        "mirror": MIRROR,
-    }
+    recipe = {"rootfs": rootfs_hash(platform), "script": BUILD_SCRIPT}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -91,7 +92,7 @@ def build(platform: str) -> str:
         return ref
     started = time.monotonic()
     suite = PLATFORMS[platform]
-    rootfs_ref = f"postfix_relay-test/{platform}-rootfs:{recipe_hash(platform)}"
+    rootfs_ref = f"postfix_relay-test/{platform}-rootfs:{rootfs_hash(platform)}"
     if not image_exists(rootfs_ref):
         with tempfile.TemporaryDirectory(prefix=f"pfr-{platform}-", dir="/var/tmp") as tmp:
             rootfs = Path(tmp) / "rootfs"

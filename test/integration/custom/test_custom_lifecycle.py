@@ -72,6 +72,22 @@ def test_rejected_main_cf_never_replaces_the_working_one(host):
     assert master_pid(host) == pid
 
 
+def test_password_rotation_never_shows_either_password(host, suite):
+    rotated = "R0tated-Custom-Pa55!"
+    rc, states, out = salt_apply(host, pillar={"postfix_relay": {"password": rotated}})
+    assert rc == 0, out
+    assert {"postfix_relay-config-file-managed-sasl_passwd", "postfix_relay-config-cmd-run-postmap-sasl_passwd"} <= (
+        changed_ids(states)
+    )
+    assert rotated not in out and suite.password not in out
+    assert host.check_output("postmap -q %s hash:/etc/postfix/sasl_passwd", suite.nexthop).endswith(":" + rotated)
+    rc, states, out = salt_apply(host)  # rotate back to the suite's password
+    assert rc == 0 and rotated not in out and suite.password not in out, out
+    assert host.check_output("postmap -q %s hash:/etc/postfix/sasl_passwd", suite.nexthop).endswith(
+        ":" + suite.password
+    )
+
+
 def test_clean_removes_credentials_and_relay_keeps_local_postfix(host, suite):
     rc, states, out = salt_apply(host, "postfix_relay.clean")
     assert rc == 0, out
