@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration fleet demo demo-down host venv clean-containers help
+.PHONY: test check lint unit render integration fleet faults soak demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -19,6 +19,8 @@ help:
 	@echo "make check        lint, unit and render tests only (no containers)"
 	@echo "make integration  the kitchen.yml matrix in systemd containers"
 	@echo "make fleet        salt-master + minions + Django end to end"
+	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
+	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 
 test: check integration fleet
 
@@ -60,6 +62,14 @@ integration: venv host
 fleet: venv host
 	@echo "==> fleet tests: a salt-master applies the formula to web and worker minions, Django sends"
 	$(PY) -m pytest -q -p no:cacheprovider test/fleet
+
+faults: venv host
+	@echo "==> faults and security: provider outages, bad credentials, TLS faults, restarts, bad pillar, secrets"
+	$(PY) -m pytest -q -p no:cacheprovider -s test/faults
+
+soak: venv host
+	@echo "==> soak: the faults suite with a 10,000-message flow during a re-apply"
+	PFR_FLOW_N=10000 $(PY) -m pytest -q -p no:cacheprovider -s test/faults -k "flows or down"
 
 demo: venv host
 	@$(PY) -m harness.demo up

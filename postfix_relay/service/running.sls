@@ -32,3 +32,15 @@ postfix_relay-service-running-postfix-restart:
       - service: postfix_relay-service-running-postfix
     - watch:
       - file: postfix_relay-config-file-managed-restart_marker
+
+{#- After new credentials or relay settings, send what waited in the deferred
+    queue now, instead of at the next retry. #}
+postfix_relay-service-cmd-run-flush:
+  cmd.run:
+    - name: postqueue -f
+    - require:
+      - service: postfix_relay-service-running-postfix
+      - service: postfix_relay-service-running-postfix-restart
+    - onchanges:
+      - file: postfix_relay-config-file-managed-main_cf
+      - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd

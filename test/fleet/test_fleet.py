@@ -131,3 +131,25 @@ def test_django_direct_mode_from_the_same_pillar(fleet):
     rc, data, out = fleet.salt("web1", "state.apply", "postfix_relay.django_env")
     _assert_applied(rc, data, out, "web1", fleet.spec.password)
     assert 'EMAIL_HOST="localhost"' in web.exec("cat", ENV_FILE).stdout
+
+
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 25), timeout=5).close()
+    print("open")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as exc:
+    print("error", exc)
+"""
+
+
+def test_not_an_open_relay_from_the_network(fleet):
+    """From another host on the same network, SMTP to a minion's address is refused (loopback only)."""
+    web_ip = fleet.address("web1")
+    probe = fleet.minion("worker1").exec("python3", "-c", PROBE, web_ip, check=False)
+    assert probe.stdout.strip() == "refused", probe.stdout + probe.stderr
+    # Not even the minion itself reaches its SMTP server on a non-loopback address.
+    own = fleet.minion("web1").exec("python3", "-c", PROBE, web_ip, check=False)
+    assert own.stdout.strip() == "refused", own.stdout + own.stderr

@@ -40,9 +40,7 @@ STATE_TOP = "base:\n  'G@roles:web or G@roles:worker':\n    - match: compound\n 
 
 
 def load_provider_spec() -> ProviderSpec:
-    desc = yaml.safe_load((REPO / "test" / "fleet" / "provider.yml").read_text())
-    pillar = yaml.safe_load((PILLAR_DIR / "postfix_relay.sls").read_text())["postfix_relay"]
-    return ProviderSpec(desc["host"], int(desc["port"]), desc["tls"], desc["username"], pillar["password"])
+    return provider.load_spec(REPO / "test" / "fleet" / "provider.yml", PILLAR_DIR / "postfix_relay.sls")
 
 
 @dataclass
@@ -78,6 +76,10 @@ class Fleet:
 
     def minion(self, name: str) -> Container:
         return self.containers[name]
+
+    def address(self, name: str) -> str:
+        """A fleet member's address on the fleet network."""
+        return self._ip(self.containers[name])
 
     def _ip(self, container: Container) -> str:
         fmt = f'{{{{(index .NetworkSettings.Networks "{self.network}").IPAddress}}}}'

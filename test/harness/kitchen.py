@@ -39,9 +39,6 @@ from harness.formula import REPO
 from harness.pki import TestCA
 from harness.provider import ProviderSpec
 
-sys.path.insert(0, str(REPO / "test" / "integration"))
-from suites import load_suite
-
 KITCHEN_ROOT = "/tmp/kitchen"
 PROVIDER_ADDR = "127.0.0.2"
 LOG_DIR = REPO / ".cache" / "kitchen"
@@ -59,7 +56,14 @@ class Instance:
     platform: str
     pillars_from_files: dict[str, str]
     pillars: dict
+    provider_yml: Path | None = None
     results: dict = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ProviderSpec:
+        """What this instance's fake provider impersonates, and the credentials it accepts."""
+        described = self.provider_yml or REPO / "test" / "integration" / self.suite / "provider.yml"
+        return provider.load_spec(described, REPO / self.pillars_from_files["postfix_relay.sls"])
 
     @property
     def name(self) -> str:
@@ -104,7 +108,7 @@ class Run:
 
     # -- create ---------------------------------------------------------------
     def create(self, inst: Instance, image: str) -> Container:
-        suite = load_suite(inst.suite)
+        suite = inst.spec
         container = Container.run_systemd(
             f"pfr-{inst.name}-{self.run_id}", image, hostname=f"{inst.name}.example.test", run_id=self.run_id
         )
@@ -157,8 +161,7 @@ class Run:
             )
         failed = [sid for sid, r in states.items() if r.get("result") is not True]
         changed = sorted(r.get("__id__", sid) for sid, r in states.items() if r.get("changes"))
-        suite = load_suite(inst.suite)
-        if suite.password in proc.stdout + proc.stderr:
+        if inst.spec.password in proc.stdout + proc.stderr:
             raise AssertionError(f"converge {n}: the suite password appears in the converge output ({log_dir})")
         if failed:
             raise AssertionError(f"converge {n}: failed states {failed}; output in {log_dir}")
@@ -168,9 +171,7 @@ class Run:
 
     # -- verify ---------------------------------------------------------------
     def start_provider(self, inst: Instance, container: Container) -> None:
-        suite = load_suite(inst.suite)
-        spec = ProviderSpec(suite.host, suite.port, suite.tls, suite.username, suite.password)
-        provider.deploy(container, self.ca, spec, listen=PROVIDER_ADDR)
+        provider.deploy(container, self.ca, inst.spec, listen=PROVIDER_ADDR)
 
     def verify(self, inst: Instance, container: Container) -> dict:
         started = time.monotonic()

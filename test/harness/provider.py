@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from harness.docker import Container
 from harness.fakeprovider import credential_hash
@@ -29,18 +32,43 @@ class ProviderSpec:
     password: str
 
 
+def load_spec(provider_yml: Path, pillar_sls: Path) -> ProviderSpec:
+    """What the fake provider impersonates: ``provider.yml`` (from the provider's docs) + the pillar's password."""
+    desc = yaml.safe_load(provider_yml.read_text())
+    password = yaml.safe_load(pillar_sls.read_text())["postfix_relay"]["password"]
+    username = password if desc.get("username_is_password") else desc["username"]
+    return ProviderSpec(desc["host"], int(desc["port"]), desc["tls"], username, password)
+
+
 def trust_ca(container: Container, ca: TestCA) -> None:
     """Put the test CA into the system store (ca-certificates picks it up when installed)."""
     container.write(CA_PATH, ca.cert_pem.decode())
     container.sh("command -v update-ca-certificates >/dev/null && update-ca-certificates >/dev/null || true")
 
 
-def deploy(container: Container, ca: TestCA, spec: ProviderSpec, listen: str, *, unit: str = "fakeprovider") -> None:
-    """Start the fake provider as a transient systemd unit and wait until it listens."""
-    issued = ca.issue(spec.host)
+def deploy(
+    container: Container,
+    ca: TestCA,
+    spec: ProviderSpec,
+    listen: str,
+    *,
+    unit: str = "fakeprovider",
+    cert_for: tuple[str, ...] | None = None,
+    signing_ca: TestCA | None = None,
+    accept: tuple[tuple[str, str], ...] | None = None,
+    data_reply: str | None = None,
+) -> None:
+    """Start the fake provider as a transient systemd unit and wait until it listens.
+
+    Faults are made by the arguments: a certificate for other names
+    (``cert_for``) or from an untrusted CA (``signing_ca``), other accepted
+    credentials (``accept``), a DATA reply (``data_reply``), ``spec.tls="none"``.
+    """
+    issued = (signing_ca or ca).issue(*(cert_for or (spec.host,)))
     container.put(REPO / "test" / "harness" / "fakeprovider.py", f"{PROVIDER_DIR}/fakeprovider.py")
     container.write(f"{PROVIDER_DIR}/cert.pem", issued.cert_pem.decode())
     container.write(f"{PROVIDER_DIR}/key.pem", issued.key_pem.decode(), mode="0600")
+    credentials = accept or ((spec.username, spec.password),)
     config = {
         "listen": listen,
         "port": spec.port,
@@ -48,22 +76,30 @@ def deploy(container: Container, ca: TestCA, spec: ProviderSpec, listen: str, *,
         "hostname": spec.host,
         "cert": f"{PROVIDER_DIR}/cert.pem",
         "key": f"{PROVIDER_DIR}/key.pem",
-        # Only a hash: the provider never writes the password anywhere.
-        "credentials": [credential_hash(spec.username, spec.password)],
+        # Only hashes: the provider never writes a password anywhere.
+        "credentials": [credential_hash(user, password) for user, password in credentials],
         "events": EVENTS,
+        "data_reply": data_reply,
     }
     container.write(f"{PROVIDER_DIR}/config.json", json.dumps(config, indent=1), mode="0600")
+    stop(container, unit)
+    mark = len(events(container))
     container.exec(
         "systemd-run", f"--unit={unit}", "--collect", f"{PROVIDER_DIR}/bin/python",
         f"{PROVIDER_DIR}/fakeprovider.py", f"--config={PROVIDER_DIR}/config.json",
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if '"listening"' in container.exec("cat", EVENTS, check=False).stdout:
+        if any(e["event"] == "listening" for e in events(container)[mark:]):
             return
-        time.sleep(0.5)
+        time.sleep(0.3)
     status = container.exec("systemctl", "status", unit, "--no-pager", check=False).stdout
     raise AssertionError(f"fake provider did not start:\n{status}")
+
+
+def stop(container: Container, unit: str = "fakeprovider") -> None:
+    """The provider goes down (connections refused) until the next deploy()."""
+    container.exec("systemctl", "stop", unit, check=False)
 
 
 def events(container: Container) -> list[dict]:

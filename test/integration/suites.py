@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from harness.provider import load_spec
 
 TEST_DIR = Path(__file__).resolve().parents[1]
 EVENTS = "/var/lib/fakeprovider/events.jsonl"
@@ -32,11 +32,8 @@ class Suite:
 
 
 def load_suite(name: str) -> Suite:
-    provider = yaml.safe_load((TEST_DIR / "integration" / name / "provider.yml").read_text())
-    pillar = yaml.safe_load((TEST_DIR / "salt" / "pillar" / f"{name}.sls").read_text())["postfix_relay"]
-    password = pillar["password"]
-    username = password if provider.get("username_is_password") else provider["username"]
-    return Suite(name, provider["host"], int(provider["port"]), provider["tls"], username, password)
+    spec = load_spec(TEST_DIR / "integration" / name / "provider.yml", TEST_DIR / "salt" / "pillar" / f"{name}.sls")
+    return Suite(name, spec.host, spec.port, spec.tls, spec.username, spec.password)
 
 
 SALT_CALL = "salt-call --local --config-dir=/tmp/kitchen/etc/salt --out=json --out-indent=-1 --log-level=warning"

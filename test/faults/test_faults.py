@@ -1,0 +1,400 @@
+"""Faults, security and bad input on one converged relay: nothing lost, nothing leaked.
+
+One Debian 12 instance (converged twice like the kitchen matrix, then cut off
+every network) with the fake provider inside it.  Each fault scenario submits
+a batch to 127.0.0.1:25, checks that Postfix deferred it (never bounced) while
+the fault lasted, repairs the fault and checks that exactly that batch, by
+Message-ID, reached the provider once.  The tests run in file order; a table
+of the figures is printed at the end (and kept in .cache/faults/results.json).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import time
+
+import pytest
+import yaml
+from harness import images, provider
+from harness.badpillars import BAD_PILLARS
+from harness.formula import REPO
+from harness.kitchen import KITCHEN_ROOT, PROVIDER_ADDR, Instance, Run
+from harness.pki import TestCA
+
+PILLAR_FILE = f"{KITCHEN_ROOT}/srv/pillar/postfix_relay.sls"
+SALT_CALL = ["salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough"]
+SUBMIT = "/opt/faults/submit.py"
+BATCH = int(os.environ.get("PFR_FAULT_BATCH", "40"))
+FLOW = int(os.environ.get("PFR_FLOW_N", "2000"))
+WATCHED = ("/etc/postfix/main.cf", "/etc/postfix/sasl_passwd", "/etc/postfix/sasl_passwd.db")
+RESULTS: list[dict] = []
+
+
+class Relay:
+    """The converged instance, its provider, and the operations the scenarios need."""
+
+    def __init__(self, run: Run, inst: Instance, container):
+        self.run, self.inst, self.c = run, inst, container
+        self.spec = inst.spec
+        self.last_states: dict | None = None
+
+    # -- Salt -----------------------------------------------------------------
+    def apply(self, *args: str, sls: str = "postfix_relay", out: str = "json") -> tuple[int, str]:
+        """state.apply on the instance; the output is also kept there, so the secret search covers it."""
+        proc = self.c.exec(*SALT_CALL, f"--out={out}", "state.apply", sls, *args, check=False, timeout=600)
+        text = proc.stdout + proc.stderr
+        self.c.write(f"{KITCHEN_ROOT}/log/apply-{time.monotonic_ns()}.out", text, mode="0600")
+        self.last_states = None
+        if out == "json":
+            with contextlib.suppress(ValueError, KeyError):
+                self.last_states = json.loads(proc.stdout)["local"]
+        return proc.returncode, text
+
+    def changed(self) -> set[str]:
+        """State ids that reported changes in the last JSON apply."""
+        assert isinstance(self.last_states, dict), self.last_states
+        return {r["__id__"] for r in self.last_states.values() if r.get("changes")}
+
+    def set_pillar(self, body: dict | str) -> None:
+        text = body if isinstance(body, str) else yaml.safe_dump({"postfix_relay": body})
+        self.c.write(PILLAR_FILE, text, mode="0600")
+
+    def suite_pillar(self) -> dict:
+        return yaml.safe_load((REPO / "test" / "salt" / "pillar" / "faults.sls").read_text())["postfix_relay"]
+
+    # -- mail -----------------------------------------------------------------
+    def submit(self, prefix: str, count: int, clients: int = 1) -> dict:
+        proc = self.c.exec("python3", SUBMIT, f"--prefix={prefix}", f"--count={count}", f"--clients={clients}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    def submit_background(self, prefix: str, count: int, clients: int = 4) -> None:
+        self.c.sh(
+            f"mkdir -p /var/lib/faults && systemd-run --unit=submit-{prefix} --collect "
+            f"sh -c 'python3 {SUBMIT} --prefix={prefix} --count={count} --clients={clients} "
+            f"> /var/lib/faults/{prefix}.json'"
+        )
+
+    def wait_submitted(self, prefix: str, timeout: float = 900) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = self.c.exec("cat", f"/var/lib/faults/{prefix}.json", check=False).stdout.strip()
+            if out:
+                return json.loads(out)
+            time.sleep(1)
+        raise AssertionError(f"submitter {prefix} did not finish")
+
+    def arrived(self, prefix: str) -> collections.Counter:
+        out = self.c.sh(f"grep -F '\"event\": \"message\"' {provider.EVENTS} | grep -F '<{prefix}-' || true").stdout
+        return collections.Counter(json.loads(line)["message_id"] for line in out.splitlines() if line.strip())
+
+    def wait_arrived(self, prefix: str, count: int, timeout: float) -> collections.Counter:
+        deadline = time.monotonic() + timeout
+        seen = self.arrived(prefix)
+        while time.monotonic() < deadline and len(seen) < count:
+            time.sleep(1)
+            seen = self.arrived(prefix)
+        return seen
+
+    def queue(self) -> list[dict]:
+        out = self.c.exec("postqueue", "-j").stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_deferred(self, count: int, timeout: float = 60) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        entries: list[dict] = []
+        while time.monotonic() < deadline:
+            entries = self.queue()
+            if sum(1 for e in entries if e["queue_name"] == "deferred") >= count:
+                return entries
+            time.sleep(0.5)
+        raise AssertionError(f"expected {count} deferred, queue: {[e['queue_name'] for e in entries]}")
+
+    def journal(self) -> str:
+        return self.c.exec("journalctl", "-u", "postfix*", "--no-pager", "-o", "cat").stdout
+
+    def bounces(self) -> int:
+        log = self.journal()
+        return log.count("status=bounced") + log.count("from=<>,")
+
+    def commands_since(self, mark: int) -> list[str]:
+        return [e["verb"] for e in provider.events(self.c)[mark:] if e["event"] == "command"]
+
+    def watched_state(self) -> dict:
+        sums = self.c.exec("sha256sum", *WATCHED).stdout
+        return {"sha256": sums, "master_pid": self.c.exec("cat", "/var/spool/postfix/pid/master.pid").stdout.strip()}
+
+    def secret_locations(self, secret: str) -> list[str]:
+        out = self.c.exec(
+            "grep", "-rlF", "--exclude-dir=proc", "--exclude-dir=sys", "--exclude-dir=dev", "-e", secret, "/",
+            check=False, timeout=300,
+        )  # fmt: skip
+        return sorted(out.stdout.split())
+
+
+def record(scenario: str, submitted: dict, seen: collections.Counter, bounced: int, **extra) -> None:
+    dup = sum(n - 1 for n in seen.values() if n > 1)
+    RESULTS.append(
+        {
+            "scenario": scenario,
+            "in": submitted["accepted"],
+            "arrived": len(seen),
+            "lost": submitted["accepted"] - len(seen),
+            "duplicated": dup,
+            "bounced": bounced,
+            **extra,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def relay():
+    run = Run()
+    inst = Instance(
+        "faults",
+        "debian-12",
+        {"postfix_relay.sls": "test/salt/pillar/faults.sls"},
+        {"top.sls": {"base": {"*": ["postfix_relay"]}}},
+        provider_yml=REPO / "test" / "faults" / "provider.yml",
+    )
+    container = run.create(inst, images.build("debian-12"))
+    try:
+        # gnupg for the encrypted-pillar test, while the instance still has a network.
+        container.sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -q gnupg >/dev/null")
+        run.converge(inst, container, 1)
+        assert run.converge(inst, container, 2)["changed"] == []
+        container.disconnect_all_networks()
+        provider.deploy(container, run.ca, inst.spec, listen=PROVIDER_ADDR)
+        container.put(REPO / "test" / "harness" / "submit.py", SUBMIT)
+        yield Relay(run, inst, container)
+    finally:
+        container.remove()
+        _print_results()
+
+
+def _print_results() -> None:
+    if not RESULTS:
+        return
+    out = REPO / ".cache" / "faults"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(RESULTS, indent=1))
+    print("\n==> faults: messages in / arrived / lost / duplicated / bounced")
+    for r in RESULTS:
+        extra = {k: v for k, v in r.items() if k not in ("scenario", "in", "arrived", "lost", "duplicated", "bounced")}
+        print(
+            f"{r['scenario']:34} {r['in']:>6} {r['arrived']:>8} {r['lost']:>5} {r['duplicated']:>5} "
+            f"{r['bounced']:>5}  {extra or ''}"
+        )
+
+
+def _assert_exactly(submitted: dict, seen: collections.Counter, count: int) -> None:
+    assert submitted["accepted"] == submitted["unique"] == count, submitted
+    assert len(seen) == count, f"{count - len(seen)} message(s) lost"
+    assert all(n == 1 for n in seen.values()), {k: n for k, n in seen.items() if n > 1}
+
+
+# --------------------------------------------------------------------------
+# Faults: N in, N arrive, none bounced
+# --------------------------------------------------------------------------
+def test_provider_down_then_back_normal_retry(relay):
+    """No flush: the formula's retry schedule (60 s backoff, 60 s queue scan) brings the batch out."""
+    provider.stop(relay.c)
+    submitted = relay.submit("down", BATCH)
+    relay.wait_deferred(BATCH)
+    assert relay.bounces() == 0
+    assert "Connection refused" in relay.journal()
+    back = time.monotonic()
+    provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
+    seen = relay.wait_arrived("down", BATCH, timeout=200)
+    record("provider down, back (retry)", submitted, seen, relay.bounces(), retry_s=round(time.monotonic() - back))
+    _assert_exactly(submitted, seen, BATCH)
+    assert relay.bounces() == 0
+
+
+def test_wrong_credentials_then_fixed_pillar_flushes(relay):
+    rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'password': 'Wrong-Key-0000'}})}")
+    assert rc == 0, out
+    mark = len(provider.events(relay.c))
+    submitted = relay.submit("badauth", BATCH)
+    relay.wait_deferred(BATCH)
+    auths = [e for e in provider.events(relay.c)[mark:] if e["event"] == "auth"]
+    assert auths and not any(a["ok"] for a in auths)
+    assert "535" in relay.journal() and relay.bounces() == 0
+    fixed = time.monotonic()
+    rc, out = relay.apply()  # the suite pillar again: map rebuilt, Postfix reloaded, queue flushed
+    assert rc == 0, out
+    assert "postfix_relay-service-cmd-run-flush" in relay.changed()
+    seen = relay.wait_arrived("badauth", BATCH, timeout=40)
+    took = round(time.monotonic() - fixed)
+    record("wrong credentials, pillar fixed", submitted, seen, relay.bounces(), after_apply_s=took)
+    _assert_exactly(submitted, seen, BATCH)
+    assert took < 40, "arrived only by the normal retry: the flush did not happen"
+
+
+def _fault_then_repair(relay, name: str, prefix: str, **fault) -> list[str]:
+    mark = len(provider.events(relay.c))
+    provider.deploy(relay.c, relay.run.ca, **fault)
+    fault_mark = len(provider.events(relay.c))
+    submitted = relay.submit(prefix, BATCH)
+    relay.wait_deferred(BATCH)
+    verbs = relay.commands_since(fault_mark)
+    assert relay.bounces() == 0
+    provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
+    relay.c.exec("postqueue", "-f")
+    seen = relay.wait_arrived(prefix, BATCH, timeout=60)
+    record(name, submitted, seen, relay.bounces(), auth_during_fault=verbs.count("AUTH"))
+    _assert_exactly(submitted, seen, BATCH)
+    assert mark <= fault_mark
+    return verbs
+
+
+def test_no_starttls_offered_no_plaintext_auth(relay):
+    plain = provider.ProviderSpec(relay.spec.host, relay.spec.port, "none", relay.spec.username, relay.spec.password)
+    verbs = _fault_then_repair(relay, "no STARTTLS offered", "nostarttls", spec=plain, listen=PROVIDER_ADDR)
+    assert "EHLO" in verbs
+    assert "AUTH" not in verbs and "MAIL" not in verbs, verbs
+    assert "TLS is required, but was not offered" in relay.journal()
+
+
+def test_certificate_for_wrong_name_no_auth(relay):
+    verbs = _fault_then_repair(
+        relay, "certificate for another name", "wrongname", spec=relay.spec, listen=PROVIDER_ADDR,
+        cert_for=("smtp.wrong-name.example.net",),
+    )  # fmt: skip
+    assert "STARTTLS" in verbs and "AUTH" not in verbs, verbs
+
+
+def test_certificate_from_untrusted_ca_no_auth(relay):
+    verbs = _fault_then_repair(
+        relay, "certificate from an untrusted CA", "untrusted", spec=relay.spec, listen=PROVIDER_ADDR,
+        signing_ca=TestCA("not trusted by the minion"),
+    )  # fmt: skip
+    assert "STARTTLS" in verbs and "AUTH" not in verbs, verbs
+    assert "certificate verification failed" in relay.journal() or "not verified" in relay.journal()
+
+
+def test_postfix_restarted_mid_batch(relay):
+    count = 5 * BATCH
+    relay.submit_background("restart", count, clients=4)
+    deadline = time.monotonic() + 60
+    while len(relay.arrived("restart")) < count // 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    relay.c.exec("systemctl", "restart", "postfix")
+    submitted = relay.wait_submitted("restart")
+    seen = relay.wait_arrived("restart", count, timeout=120)
+    record("postfix restarted mid-batch", submitted, seen, relay.bounces(), client_retries=submitted["retries"])
+    _assert_exactly(submitted, seen, count)
+
+
+def test_state_reapplied_with_changed_setting_while_mail_flows(relay):
+    relay.submit_background("flow", FLOW, clients=4)
+    deadline = time.monotonic() + 120
+    while len(relay.arrived("flow")) < FLOW // 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'main_cf': {'maximal_backoff_time': '11m'}}})}")
+    assert rc == 0, out
+    started = time.monotonic()
+    submitted = relay.wait_submitted("flow")
+    seen = relay.wait_arrived("flow", FLOW, timeout=900)
+    record(
+        f"re-apply during a {FLOW}-message flow", submitted, seen, relay.bounces(),
+        submit_s=submitted["seconds"], drain_s=round(time.monotonic() - started),
+    )  # fmt: skip
+    _assert_exactly(submitted, seen, FLOW)
+    rc, out = relay.apply()
+    assert rc == 0, out
+
+
+# --------------------------------------------------------------------------
+# Bad pillar on a converged minion: refused, nothing changed, mail still flows
+# --------------------------------------------------------------------------
+def test_every_bad_pillar_changes_nothing(relay):
+    before = relay.watched_state()
+    refused = []
+    for case_id, pillar, fragments in BAD_PILLARS:
+        relay.set_pillar("{}\n" if pillar is None else yaml.safe_dump({"postfix_relay": pillar}))
+        rc, out = relay.apply()
+        assert rc != 0, f"{case_id}: accepted"
+        missing = [f for f in fragments if f not in out]
+        assert not missing, f"{case_id}: {missing} not in\n{out[-1500:]}"
+        assert relay.watched_state() == before, f"{case_id} changed the minion"
+        refused.append(case_id)
+    relay.set_pillar(relay.suite_pillar())
+    rc, out = relay.apply()
+    assert rc == 0, out
+    assert relay.changed() == set(), "the refused runs left something to change"
+    assert relay.watched_state() == before
+    submitted = relay.submit("afterbad", 5)
+    seen = relay.wait_arrived("afterbad", 5, timeout=60)
+    _assert_exactly(submitted, seen, 5)
+    RESULTS.append({"scenario": "bad pillars tried / refused", "in": len(BAD_PILLARS), "arrived": len(refused),
+                    "lost": 0, "duplicated": 0, "bounced": 0})  # fmt: skip
+    assert len(refused) == len(BAD_PILLARS) >= 25
+
+
+# --------------------------------------------------------------------------
+# Secrets
+# --------------------------------------------------------------------------
+SASL_FILES = ["/etc/postfix/sasl_passwd", "/etc/postfix/sasl_passwd.db"]
+
+
+def test_rotation_in_every_output_format_leaves_old_secret_nowhere(relay):
+    old = relay.spec.password
+    new = "SG.rotated-Qp7.Distinctive-Secret-9c1d"
+    provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR, accept=(("apikey", old), ("apikey", new)))
+    relay.set_pillar({**relay.suite_pillar(), "password": new})
+    outputs = [relay.apply("-l", "info", out="highstate")[1], relay.apply(out="json")[1]]
+    outputs.append(relay.apply("-l", "debug", out="yaml")[1])
+    for text in outputs:
+        assert new not in text and old not in text
+    assert relay.secret_locations(old) == []
+    assert relay.secret_locations(new) == sorted([*SASL_FILES, PILLAR_FILE])
+    for path in SASL_FILES:
+        assert relay.c.exec("stat", "-c", "%a %U %G", path).stdout.split() == ["600", "root", "root"]
+    submitted = relay.submit("rotated", 3)
+    _assert_exactly(submitted, relay.wait_arrived("rotated", 3, timeout=60), 3)
+
+
+def test_failing_converge_and_clean_leak_nothing(relay):
+    new = "SG.rotated-Qp7.Distinctive-Secret-9c1d"
+    relay.set_pillar({**relay.suite_pillar(), "password": new, "main_cf": {"no_such_parameter": "1"}})
+    rc, out = relay.apply("-l", "info", out="highstate")
+    assert rc != 0 and "unused parameter: no_such_parameter" in out
+    assert new not in out
+    rc, out = relay.apply("-l", "info", sls="postfix_relay.clean", out="highstate")
+    assert rc == 0, out
+    assert new not in out
+    assert relay.secret_locations(new) == [PILLAR_FILE]
+    relay.set_pillar({**relay.suite_pillar(), "password": new})
+    rc, out = relay.apply()
+    assert rc == 0, out
+    assert relay.secret_locations(new) == sorted([*SASL_FILES, PILLAR_FILE])
+
+
+def test_encrypted_pillar_gpg(relay):
+    """The seed keeps secrets encrypted: a #!yaml|gpg pillar converges and delivers."""
+    secret = "SG.gpg-only-Hv3.Distinctive-Secret-71ee"
+    keydir = "/etc/salt/gpgkeys"
+    relay.c.sh(
+        f"mkdir -p {keydir} && chmod 700 {keydir} && gpg --homedir {keydir} --batch --passphrase '' "
+        "--quick-gen-key 'postfix_relay test <salt@example.test>' default default never 2>/dev/null"
+    )
+    armored = relay.c.exec(
+        "gpg", "--homedir", keydir, "--batch", "--armor", "--trust-model", "always", "--encrypt",
+        "-r", "salt@example.test", input=secret,
+    ).stdout  # fmt: skip
+    body = "\n".join("    " + line for line in armored.strip().splitlines())
+    pillar = yaml.safe_dump({"postfix_relay": {k: v for k, v in relay.suite_pillar().items() if k != "password"}})
+    relay.set_pillar(f"#!yaml|gpg\n{pillar}  password: |\n{body}\n")
+    provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR, accept=(("apikey", secret),))
+    rc, out = relay.apply()
+    assert rc == 0, out
+    assert secret not in out
+    key = f"[{relay.spec.host}]:{relay.spec.port}"
+    assert relay.c.exec("postmap", "-q", key, "hash:/etc/postfix/sasl_passwd").stdout.strip() == f"apikey:{secret}"
+    submitted = relay.submit("gpg", 3)
+    _assert_exactly(submitted, relay.wait_arrived("gpg", 3, timeout=60), 3)
+    # Plain text only in the sasl files: the pillar source holds ciphertext.
+    assert relay.secret_locations(secret) == SASL_FILES

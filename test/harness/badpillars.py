@@ -1,0 +1,223 @@
+"""Bad pillars and the words their refusal must contain.
+
+Shared by the unit tests (settings() refuses each) and the faults suite (on a
+converged minion each fails the run and changes nothing).  Each entry:
+(id, pillar, fragments that must appear in the message).
+"""
+
+BAD_PILLARS = [
+    # id, pillar, expected fragments
+    ("no-pillar", None, ["postfix_relay:provider is required", "sendgrid | mailgun | ses | postmark | custom"]),
+    ("missing-provider", {"password": "x"}, ["postfix_relay:provider is required"]),
+    (
+        "unknown-provider",
+        {"provider": "sendgird", "password": "x"},
+        ["postfix_relay:provider must be one of", "did you mean 'sendgrid'"],
+    ),
+    ("provider-not-string", {"provider": 5, "password": "x"}, ["postfix_relay:provider must be one of"]),
+    ("missing-password", {"provider": "sendgrid"}, ["postfix_relay:password is required"]),
+    ("empty-password", {"provider": "sendgrid", "password": ""}, ["postfix_relay:password must not be empty"]),
+    (
+        "int-password",
+        {"provider": "sendgrid", "password": 123},
+        ["postfix_relay:password must be a string", "quote it"],
+    ),
+    (
+        "password-newline",
+        {"provider": "sendgrid", "password": "abc\ndef"},
+        ["postfix_relay:password must be a single line"],
+    ),
+    (
+        "password-leading-space",
+        {"provider": "sendgrid", "password": " abc"},
+        ["postfix_relay:password must not start or end with whitespace"],
+    ),
+    (
+        "password-trailing-space",
+        {"provider": "sendgrid", "password": "abc "},
+        ["postfix_relay:password must not start or end with whitespace"],
+    ),
+    (
+        "password-control",
+        {"provider": "sendgrid", "password": "ab\x07c"},
+        ["postfix_relay:password must not contain control characters"],
+    ),
+    (
+        "ses-no-region",
+        {"provider": "ses", "username": "u", "password": "x"},
+        ["postfix_relay:region is required for ses"],
+    ),
+    (
+        "ses-bad-region",
+        {"provider": "ses", "region": "europe", "username": "u", "password": "x"},
+        ["postfix_relay:region must be an AWS region"],
+    ),
+    (
+        "ses-unknown-region",
+        {"provider": "ses", "region": "eu-west-9", "username": "u", "password": "x"},
+        ["'eu-west-9' is not an SES region", "did you mean 'eu-west-", "postfix_relay:host"],
+    ),
+    (
+        "mailgun-bad-region",
+        {"provider": "mailgun", "region": "asia", "username": "u", "password": "x"},
+        ["postfix_relay:region must be one of us | eu"],
+    ),
+    (
+        "region-on-sendgrid",
+        {"provider": "sendgrid", "region": "eu", "password": "x"},
+        ["postfix_relay:region is only used with ses and mailgun"],
+    ),
+    (
+        "custom-no-host",
+        {"provider": "custom", "username": "u", "password": "x"},
+        ["postfix_relay:host is required when provider is custom"],
+    ),
+    (
+        "host-whitespace",
+        {"provider": "custom", "host": "smtp example.net", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name"],
+    ),
+    (
+        "host-brackets",
+        {"provider": "custom", "host": "[smtp.example.net]", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name"],
+    ),
+    (
+        "host-with-port",
+        {"provider": "custom", "host": "smtp.example.net:587", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name", "postfix_relay:port"],
+    ),
+    (
+        "host-control",
+        {"provider": "custom", "host": "smtp.example.net\n", "username": "u", "password": "x"},
+        ["postfix_relay:host must be a plain host name"],
+    ),
+    (
+        "port-zero",
+        {"provider": "sendgrid", "password": "x", "port": 0},
+        ["postfix_relay:port must be an integer from 1 to 65535, got 0"],
+    ),
+    (
+        "port-big",
+        {"provider": "custom", "host": "h.example", "username": "u", "password": "x", "port": 70000},
+        ["postfix_relay:port must be an integer from 1 to 65535"],
+    ),
+    ("port-text", {"provider": "sendgrid", "password": "x", "port": "smtp"}, ["postfix_relay:port must be an integer"]),
+    ("port-bool", {"provider": "sendgrid", "password": "x", "port": True}, ["postfix_relay:port must be an integer"]),
+    (
+        "port-not-offered",
+        {"provider": "sendgrid", "password": "x", "port": 2587},
+        ["postfix_relay:port 2587 is not offered by sendgrid", "25, 587, 2525 (STARTTLS)", "465 (implicit TLS)"],
+    ),
+    (
+        "tls-bad",
+        {"provider": "sendgrid", "password": "x", "tls": "ssl"},
+        ["postfix_relay:tls must be starttls", "implicit"],
+    ),
+    (
+        "tls-port-mismatch",
+        {"provider": "sendgrid", "password": "x", "port": 587, "tls": "implicit"},
+        ["postfix_relay:tls is implicit but sendgrid port 587 speaks starttls", "465"],
+    ),
+    (
+        "postmark-implicit",
+        {"provider": "postmark", "password": "x", "tls": "implicit"},
+        ["postfix_relay:tls implicit is not offered by postmark"],
+    ),
+    (
+        "postmark-465",
+        {"provider": "postmark", "password": "x", "port": 465},
+        ["postfix_relay:port 465 is not offered by postmark"],
+    ),
+    (
+        "tls-verify-text",
+        {"provider": "sendgrid", "password": "x", "tls_verify": "no"},
+        ["postfix_relay:tls_verify must be true or false"],
+    ),
+    (
+        "username-newline",
+        {"provider": "mailgun", "username": "a\nb", "password": "x"},
+        ["postfix_relay:username must be a single line"],
+    ),
+    (
+        "username-space",
+        {"provider": "mailgun", "username": "pm@mg.example.com ", "password": "x"},
+        ["postfix_relay:username must not start or end with whitespace"],
+    ),
+    (
+        "username-colon",
+        {"provider": "mailgun", "username": "a:b", "password": "x"},
+        ["postfix_relay:username must not contain ':'"],
+    ),
+    ("username-missing", {"provider": "mailgun", "password": "x"}, ["postfix_relay:username is required for mailgun"]),
+    (
+        "username-sendgrid",
+        {"provider": "sendgrid", "username": "me@example.com", "password": "x"},
+        ["postfix_relay:username for sendgrid is always 'apikey'"],
+    ),
+    (
+        "postmark-token-colon",
+        {"provider": "postmark", "password": "a:b"},
+        ["postfix_relay:password contains ':'", "postfix_relay:username"],
+    ),
+    (
+        "main-cf-bad-key",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"Header-Size": 1}},
+        ["postfix_relay:main_cf parameter name 'Header-Size' must match [a-z0-9_]+"],
+    ),
+    (
+        "main-cf-newline",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"smtpd_banner": "a\nrelayhost = evil"}},
+        ["postfix_relay:main_cf:smtpd_banner must be a single line"],
+    ),
+    (
+        "main-cf-dict-value",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"biff": {"a": 1}}},
+        ["postfix_relay:main_cf:biff must be a string, number, boolean or list"],
+    ),
+    (
+        "main-cf-not-mapping",
+        {"provider": "sendgrid", "password": "x", "main_cf": ["biff"]},
+        ["postfix_relay:main_cf must be a mapping"],
+    ),
+    (
+        "main-cf-protected",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"inet_interfaces": "all"}},
+        ["postfix_relay:main_cf:inet_interfaces is security-critical", "postfix_relay:allow_unsafe_overrides"],
+    ),
+    (
+        "main-cf-protected-tls",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"smtp_tls_security_level": "may"}},
+        ["postfix_relay:main_cf:smtp_tls_security_level is security-critical"],
+    ),
+    (
+        "main-cf-relayhost",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"relayhost": "[evil]:25"}},
+        ["postfix_relay:main_cf:relayhost is security-critical"],
+    ),
+    (
+        "allow-unknown",
+        {"provider": "sendgrid", "password": "x", "allow_unsafe_overrides": ["biff"]},
+        ["postfix_relay:allow_unsafe_overrides lists 'biff', which is not a protected parameter"],
+    ),
+    (
+        "unknown-key",
+        {"provider": "sendgrid", "passwd": "x"},
+        ["postfix_relay:passwd is not a known key", "did you mean 'password'", "postfix_relay:password is required"],
+    ),
+    (
+        "myhostname-short",
+        {"provider": "sendgrid", "password": "x", "myhostname": "web1"},
+        ["postfix_relay:myhostname must be fully qualified"],
+    ),
+    (
+        "myhostname-bad",
+        {"provider": "sendgrid", "password": "x", "myhostname": "web 1.example.com"},
+        ["postfix_relay:myhostname must be a plain host name"],
+    ),
+    (
+        "unknown-provider-collects-more",
+        {"provider": "mailgum", "password": "x ", "port": 0},
+        ["did you mean 'mailgun'", "postfix_relay:port must be", "postfix_relay:password must not start"],
+    ),
+]

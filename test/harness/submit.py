@@ -1,0 +1,94 @@
+"""Submit a batch of messages to 127.0.0.1:25 as an application would; runs on the minion.
+
+Standard library only (copied into the instance).  Each message gets a
+Message-ID ``<PREFIX-N@postfix-relay.test>`` so that the fake provider's log
+can be matched one to one.  What Postfix refuses or a connection that drops
+(Postfix restarting) is retried until accepted, so "accepted" is exactly the
+batch handed to Postfix.  Prints one JSON line.
+
+    python3 submit.py --prefix down --count 40 [--clients 4] [--deadline 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import smtplib
+import threading
+import time
+from email.message import EmailMessage
+
+
+def build(message_id: str, prefix: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "app@web.example.com"
+    msg["To"] = "customer@example.org"
+    msg["Subject"] = f"batch {prefix}"
+    msg["Message-ID"] = message_id
+    msg.set_content(f"Message {message_id}: a password reset link, say.\n")
+    return msg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--clients", type=int, default=1)
+    parser.add_argument("--deadline", type=float, default=600)
+    args = parser.parse_args()
+    ids = [f"<{args.prefix}-{i}@postfix-relay.test>" for i in range(args.count)]
+    started = time.monotonic()
+    end = started + args.deadline
+    lock = threading.Lock()
+    accepted: list[str] = []
+    retries = [0]
+    errors: list[str] = []
+
+    def client(chunk: list[str]) -> None:
+        smtp = None
+        for message_id in chunk:
+            while True:
+                try:
+                    if smtp is None:
+                        smtp = smtplib.SMTP("127.0.0.1", 25, timeout=30)
+                    smtp.send_message(build(message_id, args.prefix))
+                    with lock:
+                        accepted.append(message_id)
+                    break
+                except (OSError, smtplib.SMTPException) as exc:
+                    with lock:
+                        retries[0] += 1
+                        if len(errors) < 5:
+                            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    if smtp is not None:
+                        with contextlib.suppress(OSError):
+                            smtp.close()
+                    smtp = None
+                    if time.monotonic() > end:
+                        return
+                    time.sleep(0.2)
+        if smtp is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.quit()
+
+    threads = [threading.Thread(target=client, args=(ids[i :: args.clients],)) for i in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(
+        json.dumps(
+            {
+                "accepted": len(accepted),
+                "unique": len(set(accepted)),
+                "retries": retries[0],
+                "errors": errors,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
