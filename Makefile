@@ -22,7 +22,7 @@ help:
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 
-test: check integration fleet
+test: check integration fleet faults
 
 check: lint unit render
 

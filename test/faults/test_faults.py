@@ -276,6 +276,14 @@ def test_certificate_from_untrusted_ca_no_auth(relay):
 
 
 def test_postfix_restarted_mid_batch(relay):
+    """A hard restart loses nothing; SMTP is at-least-once across it.
+
+    systemd stops Postfix by killing its processes: a delivery killed after the
+    provider answered "250" but before Postfix read it is sent again.  Such
+    duplicates are bounded by the deliveries in flight (the destination
+    concurrency, 20); the formula itself never restarts for a config change
+    it can reload (see the next test: zero duplicates).
+    """
     count = 5 * BATCH
     relay.submit_background("restart", count, clients=4)
     deadline = time.monotonic() + 60
@@ -285,7 +293,10 @@ def test_postfix_restarted_mid_batch(relay):
     submitted = relay.wait_submitted("restart")
     seen = relay.wait_arrived("restart", count, timeout=120)
     record("postfix restarted mid-batch", submitted, seen, relay.bounces(), client_retries=submitted["retries"])
-    _assert_exactly(submitted, seen, count)
+    assert submitted["accepted"] == submitted["unique"] == count, submitted
+    assert len(seen) == count, f"{count - len(seen)} message(s) lost"
+    assert sum(n - 1 for n in seen.values()) <= 20, "more duplicates than deliveries in flight"
+    assert relay.bounces() == 0
 
 
 def test_state_reapplied_with_changed_setting_while_mail_flows(relay):
@@ -293,15 +304,18 @@ def test_state_reapplied_with_changed_setting_while_mail_flows(relay):
     deadline = time.monotonic() + 120
     while len(relay.arrived("flow")) < FLOW // 4 and time.monotonic() < deadline:
         time.sleep(0.5)
+    at_start = len(relay.arrived("flow"))
     rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'main_cf': {'maximal_backoff_time': '11m'}}})}")
     assert rc == 0, out
-    started = time.monotonic()
+    at_end = len(relay.arrived("flow"))
+    assert {"postfix_relay-config-file-managed-main_cf", "postfix_relay-service-running-postfix"} <= relay.changed()
     submitted = relay.wait_submitted("flow")
     seen = relay.wait_arrived("flow", FLOW, timeout=900)
     record(
         f"re-apply during a {FLOW}-message flow", submitted, seen, relay.bounces(),
-        submit_s=submitted["seconds"], drain_s=round(time.monotonic() - started),
+        submit_s=submitted["seconds"], arrived_when_apply_began=at_start, arrived_when_apply_ended=at_end,
     )  # fmt: skip
+    assert at_start < FLOW, "the flow was over before the re-apply began"
     _assert_exactly(submitted, seen, FLOW)
     rc, out = relay.apply()
     assert rc == 0, out
@@ -376,7 +390,7 @@ def test_failing_converge_and_clean_leak_nothing(relay):
 def test_encrypted_pillar_gpg(relay):
     """The seed keeps secrets encrypted: a #!yaml|gpg pillar converges and delivers."""
     secret = "SG.gpg-only-Hv3.Distinctive-Secret-71ee"
-    keydir = "/etc/salt/gpgkeys"
+    keydir = f"{KITCHEN_ROOT}/etc/salt/gpgkeys"  # gpg_keydir defaults to <config dir>/gpgkeys
     relay.c.sh(
         f"mkdir -p {keydir} && chmod 700 {keydir} && gpg --homedir {keydir} --batch --passphrase '' "
         "--quick-gen-key 'postfix_relay test <salt@example.test>' default default never 2>/dev/null"
