@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration fleet faults soak demo demo-down host venv clean-containers help
+.PHONY: test check lint unit render integration fleet faults operations soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -21,8 +21,9 @@ help:
 	@echo "make fleet        salt-master + minions + Django end to end"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
+	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; fleet converge"
 
-test: check integration fleet faults
+test: check integration fleet operations faults
 
 check: lint unit render
 
@@ -67,9 +68,16 @@ faults: venv host
 	@echo "==> faults and security: provider outages, bad credentials, TLS faults, restarts, bad pillar, secrets"
 	$(PY) -m pytest -q -p no:cacheprovider -s test/faults
 
+operations: venv host
+	@echo "==> operations: sender rewriting, root alias, per-sender providers"
+	$(PY) -m pytest -q -p no:cacheprovider test/operations
+
 soak: venv host
 	@echo "==> soak: the faults suite with a 10,000-message flow during a re-apply"
 	PFR_FLOW_N=10000 $(PY) -m pytest -q -p no:cacheprovider -s test/faults -k "flows or down"
+
+bench: venv host
+	@$(PY) -m harness.bench $(BENCH_ARGS)
 
 demo: venv host
 	@$(PY) -m harness.demo up

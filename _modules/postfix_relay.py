@@ -205,9 +205,16 @@ PILLAR_KEYS = {
     "username": "SMTP username",
     "password": "SMTP password or API key",
     "myhostname": "this host's fully qualified name",
+    "concurrency": "parallel connections to the provider (1-100)",
+    "rate_per_second": "at most this many messages per second, 1 or less (e.g. SES sandbox: 1)",
     "main_cf": "extra main.cf parameters (name: value)",
     "allow_unsafe_overrides": "main.cf security parameters that main_cf may override",
     "django_env": "an env file with Django's EMAIL_* settings (path, mode, user, group)",
+    "from_address": "verified sender that replaces local users' addresses (root@host, www-data@host, ...)",
+    "sender_map": "local user -> sender address, before from_address",
+    "allowed_sender_domains": "sender domains kept as they are (default: from_address's domain)",
+    "root_alias": "address(es) that receive mail for root and postmaster",
+    "routes": "extra providers chosen by sender: list of {senders, provider, password, ...}",
 }
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -238,11 +245,16 @@ def __virtual__():
 # Secret values are never echoed back in a message.
 # --------------------------------------------------------------------------
 class _Errors:
-    def __init__(self) -> None:
-        self.messages: list[str] = []
+    def __init__(self, messages: list[str] | None = None, prefix: str = "") -> None:
+        self.messages: list[str] = [] if messages is None else messages
+        self.prefix = prefix
 
     def add(self, key: str, text: str) -> None:
-        self.messages.append(f"{PILLAR_ROOT}:{key} {text}")
+        self.messages.append(f"{PILLAR_ROOT}:{self.prefix}{key} {text}")
+
+    def scoped(self, prefix: str) -> _Errors:
+        """The same error list, for keys below ``prefix`` (e.g. ``routes:0:``)."""
+        return _Errors(self.messages, self.prefix + prefix)
 
     def raise_if_any(self) -> None:
         if self.messages:
@@ -512,6 +524,31 @@ def _resolve_credentials(errors: _Errors, name: str, preset: dict, pillar: Mappi
     return rule.split(":", 1)[1], password
 
 
+def _resolve_pacing(errors: _Errors, preset: Mapping[str, Any], pillar: Mapping[str, Any]) -> dict[str, str]:
+    """``concurrency`` and ``rate_per_second`` as Postfix's per-destination limits.
+
+    Postfix paces with a delay between deliveries, which implies one
+    connection at a time: rates above 1/s are had with ``concurrency`` alone.
+    """
+    out: dict[str, str] = {}
+    concurrency = pillar.get("concurrency", preset.get("concurrency", 20))
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 100:
+        errors.add("concurrency", f"must be an integer from 1 to 100, got {concurrency!r}")
+    else:
+        out["smtp_destination_concurrency_limit"] = str(concurrency)
+    rate = pillar.get("rate_per_second")
+    if rate is not None:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+            errors.add(
+                "rate_per_second",
+                f"must be a number above 0 and at most 1 (Postfix spaces deliveries by whole seconds), got {rate!r}; "
+                f"for faster sending leave it unset and set {PILLAR_ROOT}:concurrency",
+            )
+        else:
+            out["smtp_destination_rate_delay"] = f"{round(1 / rate)}s"
+    return out
+
+
 def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> dict[str, str | None]:
     raw = pillar.get("main_cf") or {}
     allowed = pillar.get("allow_unsafe_overrides") or []
@@ -571,14 +608,13 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             errors.add(str(key), f"is not a known key{_suggest(key, PILLAR_KEYS)}; known: {', '.join(PILLAR_KEYS)}")
 
     osd = os_defaults(os_facts)
-    name, preset = _resolve_provider(errors, pillar)
-    if preset is None:
-        _check_generic(errors, pillar)
+    route = _resolve_route(errors, pillar)
+    if route is None:
         errors.raise_if_any()
-    host, override = _resolve_host(errors, name, preset, pillar)
-    port, tls = _resolve_port_tls(errors, name, preset, pillar, override)
+    name, preset, host, port, tls = (route[k] for k in ("provider", "preset", "host", "port", "tls"))
+    username, password = route["username"], route["password"]
     tls_verify = _bool(errors, "tls_verify", pillar.get("tls_verify", True))
-    username, password = _resolve_credentials(errors, name, preset, pillar, override)
+    routes = _resolve_routes(errors, pillar.get("routes"), tls)
     myhostname = pillar.get("myhostname")
     if myhostname is not None:
         myhostname = _host(errors, "myhostname", myhostname)
@@ -586,10 +622,15 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             errors.add("myhostname", f"must be fully qualified (contain a dot), got {myhostname!r}")
     overrides = _resolve_main_cf_overrides(errors, pillar)
     django_env = _resolve_django_env(errors, pillar.get("django_env"))
+    pacing = _resolve_pacing(errors, preset, pillar)
     errors.raise_if_any()
 
-    nexthop = f"[{host}]:{port}"
+    nexthop = route["nexthop"]
     base = _base(osd, myhostname or _default_myhostname(os_facts))
+    routed_domains = sorted({s.split("@", 1)[1] for r in routes for s in r["senders"]})
+    senders = _resolve_senders(errors, pillar, base["myhostname"], routed_domains)
+    root_alias = _resolve_root_alias(errors, pillar.get("root_alias"))
+    errors.raise_if_any()
     sections = _main_cf_sections(
         provider=preset,
         osd=osd,
@@ -598,6 +639,8 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
         tls=tls,
         tls_verify=tls_verify,
         sasl_map=f"{base['db_type']}:{base['paths']['sasl_passwd']}",
+        pacing=pacing,
+        features=_feature_params(base, routes, senders),
         overrides=overrides,
     )
     main_cf = {k: v for section in sections for k, v in section["params"].items()}
@@ -619,6 +662,20 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             "sasl": {"key": nexthop, "username": username, "password": password},
             "secret_username": preset["username"] == "password" and username == password,
             "django_env": django_env,
+            "routes": [
+                {
+                    "senders": r["senders"],
+                    "provider": r["provider"],
+                    "nexthop": r["nexthop"],
+                    "username": r["username"],
+                    "password": r["password"],
+                    "secret_username": r["preset"]["username"] == "password" and r["username"] == r["password"],
+                }
+                for r in routes
+            ],
+            "sender_canonical": senders,
+            "root_alias": root_alias,
+            "aliases_text": _aliases_text(root_alias),
         }
     )
     del base["identity"]
@@ -638,6 +695,173 @@ def _check_generic(errors: _Errors, pillar: Mapping[str, Any]) -> None:
     if pillar.get("host") is not None:
         _host(errors, "host", pillar["host"])
     _resolve_main_cf_overrides(errors, pillar)
+
+
+ROUTE_KEYS = ("senders", "provider", "region", "host", "port", "tls", "username", "password")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+_SENDER_RE = re.compile(r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)?@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+_LOCAL_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]*[$]?")
+
+
+def _resolve_route(errors: _Errors, pillar: Mapping[str, Any]) -> dict[str, Any] | None:
+    """provider, host, port, TLS mode and credentials of one relay route (the main one or routes[i])."""
+    name, preset = _resolve_provider(errors, pillar)
+    if preset is None:
+        _check_generic(errors, pillar)
+        return None
+    host, override = _resolve_host(errors, name, preset, pillar)
+    port, tls = _resolve_port_tls(errors, name, preset, pillar, override)
+    username, password = _resolve_credentials(errors, name, preset, pillar, override)
+    return {
+        "provider": name,
+        "preset": preset,
+        "host": host,
+        "port": port,
+        "tls": tls,
+        "username": username,
+        "password": password,
+        "nexthop": f"[{host}]:{port}",
+    }
+
+
+def _resolve_routes(errors: _Errors, raw: Any, main_tls: str | None) -> list[dict[str, Any]]:
+    """``routes``: extra providers chosen by envelope sender (sender-dependent relayhost + SASL)."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        errors.add(
+            "routes", f"must be a list of routes ({{senders, provider, password, ...}}), got {type(raw).__name__}"
+        )
+        return []
+    out, seen = [], set()
+    for index, item in enumerate(raw):
+        scope = errors.scoped(f"routes:{index}:")
+        if not isinstance(item, Mapping):
+            errors.add(f"routes:{index}", "must be a mapping with senders, provider and credentials")
+            continue
+        for key in item:
+            if key not in ROUTE_KEYS:
+                scope.add(str(key), f"is not a route key{_suggest(key, ROUTE_KEYS)}; known: {', '.join(ROUTE_KEYS)}")
+        senders = item.get("senders")
+        if not isinstance(senders, list) or not senders:
+            scope.add("senders", "must be a non-empty list of addresses (user@example.com) or domains (@example.com)")
+            senders = []
+        for sender in senders:
+            if not isinstance(sender, str) or not _SENDER_RE.fullmatch(sender):
+                scope.add("senders", f"entries must look like user@example.com or @example.com, got {sender!r}")
+            elif sender.lower() in seen:
+                scope.add("senders", f"{sender!r} is already routed by an earlier route")
+            else:
+                seen.add(sender.lower())
+        route = _resolve_route(scope, item)
+        if route is None:
+            continue
+        if main_tls is not None and route["tls"] is not None and route["tls"] != main_tls:
+            scope.add(
+                "tls",
+                f"is {route['tls']} but the main route uses {main_tls}: Postfix applies one TLS mode "
+                "to every relay; pick ports with the same mode",
+            )
+        out.append({**route, "senders": [s.lower() for s in senders]})
+    return out
+
+
+def _ere_escape(text: str) -> str:
+    """Escape for Postfix regexp tables (POSIX extended regular expressions)."""
+    return "".join("\\" + ch if ch in ".[]()*+?{}|^$\\" else ch for ch in text)
+
+
+def _resolve_senders(
+    errors: _Errors, pillar: Mapping[str, Any], myhostname: str, routed_domains: list[str]
+) -> list[list[str]]:
+    """Sender rewriting as ordered regexp rules: [pattern, replacement] for sender_canonical.
+
+    Senders in the allowed domains, and in the domains of per-sender routes
+    (whose routing depends on the sender), keep their address.
+    """
+    from_address = pillar.get("from_address")
+    sender_map = pillar.get("sender_map") or {}
+    allowed = pillar.get("allowed_sender_domains")
+    if from_address is None:
+        if sender_map or allowed is not None:
+            errors.add("from_address", "is required when sender_map or allowed_sender_domains is set")
+        return []
+    if not isinstance(from_address, str) or not _EMAIL_RE.fullmatch(from_address):
+        errors.add("from_address", f"must be an address such as noreply@example.com, got {from_address!r}")
+        return []
+    if not isinstance(sender_map, Mapping):
+        errors.add("sender_map", f"must map local users to addresses, got {sender_map!r}")
+        sender_map = {}
+    if allowed is None:
+        allowed = [from_address.split("@", 1)[1]]
+    if not isinstance(allowed, list) or not all(isinstance(d, str) and _HOST_RE.fullmatch(d) for d in allowed):
+        errors.add("allowed_sender_domains", f"must be a list of domains such as example.com, got {allowed!r}")
+        allowed = []
+    allowed = [*allowed, *(d for d in routed_domains if d not in allowed)]
+    local = "|".join(_ere_escape(d) for d in (myhostname, "localhost", "localhost.localdomain"))
+    rules = []
+    for user, address in sender_map.items():
+        if not isinstance(user, str) or not _LOCAL_USER_RE.fullmatch(user):
+            errors.add(f"sender_map:{user}", "must be a local user name such as www-data")
+        elif not isinstance(address, str) or not _EMAIL_RE.fullmatch(address):
+            errors.add(f"sender_map:{user}", f"must be an address such as app@example.com, got {address!r}")
+        else:
+            rules.append([f"/^{_ere_escape(user)}@({local})$/", address])
+    if allowed:
+        kept = "|".join(_ere_escape(d.lower()) for d in allowed)
+        rules.append([f"!/@({kept})$/", from_address])
+    else:
+        rules.append(["/^.*$/", from_address])
+    return rules
+
+
+def _resolve_root_alias(errors: _Errors, raw: Any) -> list[str]:
+    if raw is None:
+        return []
+    addresses = [raw] if isinstance(raw, str) else raw
+    if not isinstance(addresses, list) or not addresses:
+        errors.add("root_alias", f"must be an address or a list of addresses, got {raw!r}")
+        return []
+    for address in addresses:
+        if not isinstance(address, str) or not _EMAIL_RE.fullmatch(address):
+            errors.add("root_alias", f"entries must be addresses such as ops@example.com, got {address!r}")
+            return []
+    return addresses
+
+
+def _aliases_text(root_alias: list[str]) -> str | None:
+    """/etc/aliases when root_alias is set (None: leave the OS's file alone)."""
+    if not root_alias:
+        return None
+    return (
+        "# Managed by Salt (postfix_relay): mail for root and postmaster leaves through the relay.\n"
+        "postmaster:    root\n"
+        f"root:          {', '.join(root_alias)}\n"
+    )
+
+
+def _feature_params(base: Mapping[str, Any], routes: list[dict], senders: list) -> list[dict[str, Any]]:
+    """main.cf sections for the optional features (per-sender routes, sender rewriting)."""
+    out = []
+    paths, db_type = base["paths"], base["db_type"]
+    if routes:
+        out.append(
+            {
+                "comment": "Per-sender providers (postfix_relay:routes): relay and credentials chosen by sender",
+                "params": {
+                    "sender_dependent_relayhost_maps": f"{db_type}:{paths['sender_relay']}",
+                    "smtp_sender_dependent_authentication": "yes",
+                },
+            }
+        )
+    if senders:
+        out.append(
+            {
+                "comment": "Local users' mail leaves with a verified sender (postfix_relay:from_address)",
+                "params": {"sender_canonical_maps": f"regexp:{paths['sender_canonical']}"},
+            }
+        )
+    return out
 
 
 DJANGO_ENV_MODES = ("relay", "direct")
@@ -779,18 +1003,23 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
         "paths": {
             "config_dir": CONFIG_DIR,
             "main_cf": f"{CONFIG_DIR}/main.cf",
+            "master_cf": f"{CONFIG_DIR}/master.cf",
             "sasl_passwd": sasl_passwd,
             "sasl_passwd_db": sasl_passwd + DB_SUFFIX[db_type],
             "aliases": ALIASES,
             "aliases_db": ALIASES + DB_SUFFIX[db_type],
             "restart_marker": f"{CONFIG_DIR}/postfix_relay.restart",
+            "sender_relay": f"{CONFIG_DIR}/sender_relay",
+            "sender_relay_db": f"{CONFIG_DIR}/sender_relay" + DB_SUFFIX[db_type],
+            "sender_canonical": f"{CONFIG_DIR}/sender_canonical",
             "check_main_cf": "/usr/local/sbin/postfix_relay-check-main-cf",
         },
         "identity": identity,
+        "myhostname": myhostname,
     }
 
 
-def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl_map, overrides):
+def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl_map, pacing, features, overrides):
     """main.cf as ordered sections of parameters; pillar overrides go last."""
     cache = f"{osd['cache_db_type']}:${{data_directory}}/smtp_scache"
     sections = [
@@ -824,6 +1053,18 @@ def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl
                 "smtp_tls_loglevel": "1",
             },
         },
+        {
+            "comment": (
+                "Reuse TLS connections to the provider (tlsproxy, enabled in master.cf): "
+                "one handshake and one AUTH for many messages"
+            ),
+            "params": {
+                "smtp_tls_connection_reuse": "yes",
+                "smtp_connection_cache_destinations": "$relayhost",
+            },
+        },
+        {"comment": "Pacing towards the provider", "params": pacing},
+        *features,
         {
             "comment": (
                 "Never bounce what the provider refused: defer, so that mail goes out once the cause "
@@ -860,16 +1101,42 @@ def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
     if settings.get("secret_username"):
         sasl["username"] = REDACTED
     out["sasl"] = sasl
+    out["routes"] = [
+        {**r, "password": REDACTED, **({"username": REDACTED} if r.get("secret_username") else {})}
+        for r in settings.get("routes", [])
+    ]
     return out
 
 
 def sasl_passwd_text(settings: Mapping[str, Any]) -> str:
-    """The ``sasl_passwd`` map: ``[host]:port user:password`` (the key is exactly relayhost)."""
+    """The ``sasl_passwd`` map: ``[host]:port user:password`` (the key is exactly relayhost).
+
+    Per-sender routes add ``sender user:password`` lines, looked up first
+    (smtp_sender_dependent_authentication).
+    """
     sasl = settings["sasl"]
-    return (
-        "# Managed by Salt (postfix_relay). Contains credentials: keep root:root 0600.\n"
-        f"{sasl['key']} {sasl['username']}:{sasl['password']}\n"
-    )
+    lines = [
+        "# Managed by Salt (postfix_relay). Contains credentials: keep root:root 0600.",
+        f"{sasl['key']} {sasl['username']}:{sasl['password']}",
+    ]
+    for route in settings.get("routes", []):
+        lines += [f"{sender} {route['username']}:{route['password']}" for sender in route["senders"]]
+    return "\n".join(lines) + "\n"
+
+
+def sender_relay_text(settings: Mapping[str, Any]) -> str:
+    """``sender_relay``: each routed sender -> its provider's ``[host]:port``."""
+    lines = ["# Managed by Salt (postfix_relay): postfix_relay:routes."]
+    for route in settings.get("routes", []):
+        lines += [f"{sender} {route['nexthop']}" for sender in route["senders"]]
+    return "\n".join(lines) + "\n"
+
+
+def sender_canonical_text(settings: Mapping[str, Any]) -> str:
+    """``sender_canonical`` (regexp): local users -> verified senders; allowed domains kept."""
+    lines = ["# Managed by Salt (postfix_relay): postfix_relay:from_address and sender_map."]
+    lines += [f"{pattern} {replacement}" for pattern, replacement in settings.get("sender_canonical", [])]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------
@@ -974,3 +1241,121 @@ def map_is_current(source, db_type="hash"):
         return os.stat(compiled).st_mtime_ns >= os.stat(source).st_mtime_ns
     except FileNotFoundError:
         return False
+
+
+# --------------------------------------------------------------------------
+# Operations: inspect and test the relay from the master
+# --------------------------------------------------------------------------
+_STATUS_RE = re.compile(
+    r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>[^>]*)>,.*? relay=(?P<relay>[^,]+),.*? "
+    r"status=(?P<status>sent|deferred|bounced|expired) \((?P<reason>.*)\)$"
+)
+
+
+def parse_delivery(line: str) -> dict[str, str] | None:
+    """One Postfix delivery log line (``… to=<…>, relay=…, status=… (…)``) as a dict."""
+    match = _STATUS_RE.search(line.strip())
+    return match.groupdict() if match else None
+
+
+def summarize_queue(entries: list[dict]) -> dict[str, Any]:
+    """``postqueue -j`` entries -> counts per queue and the most common deferral reasons."""
+    counts = {name: 0 for name in ("active", "deferred", "hold", "incoming", "maildrop")}
+    reasons: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.get("queue_name", "incoming")] = counts.get(entry.get("queue_name", "incoming"), 0) + 1
+        for rcpt in entry.get("recipients", []):
+            reason = rcpt.get("delay_reason")
+            if reason:
+                reasons[reason] = reasons.get(reason, 0) + 1
+    common = sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    return {"queue": counts, "deferral_reasons": [{"reason": r, "messages": n} for r, n in common]}
+
+
+def _cmd(*argv: str, stdin: str | None = None) -> str:
+    import subprocess
+
+    proc = subprocess.run(list(argv), capture_output=True, text=True, input=stdin, timeout=60, check=False)
+    return proc.stdout
+
+
+def _mail_log(lines: int = 5000) -> list[str]:
+    """Postfix's recent log lines, from the journal or /var/log/mail.log."""
+    for path in ("/var/log/mail.log", "/var/log/maillog"):
+        if os.path.exists(path):
+            return _cmd("tail", "-n", str(lines), path).splitlines()
+    return _cmd("journalctl", "-u", "postfix*", "--no-pager", "-o", "cat", "-n", str(lines)).splitlines()
+
+
+def _queue_entries() -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in _cmd("postqueue", "-j").splitlines() if line.strip()]
+
+
+def status():
+    """
+    Relay health: relayhost, queue sizes, the last delivery and the commonest deferral reasons.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt -G 'roles:web' postfix_relay.status
+    """
+    last = None
+    for line in reversed(_mail_log()):
+        last = parse_delivery(line)
+        if last:
+            break
+    out = {"relayhost": _cmd("postconf", "-h", "relayhost").strip(), "last_delivery": last}
+    out.update(summarize_queue(_queue_entries()))
+    return out
+
+
+def send_test(to, sender=None, timeout=60, subject="postfix_relay test message"):
+    """
+    Submit a test message to the local Postfix and report what became of it.
+
+    Returns the queue id and the final status: ``sent``, ``deferred`` (with the
+    reason Postfix logged), ``bounced``, or ``pending`` if nothing was logged
+    within ``timeout`` seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt web1 postfix_relay.send_test to=ops@example.com
+    """
+    import smtplib
+    import time
+    import uuid
+    from email.message import EmailMessage
+
+    message_id = f"<postfix-relay-test-{uuid.uuid4().hex}@{__grains__.get('fqdn') or 'localhost'}>"
+    msg = EmailMessage()
+    msg["From"] = sender or f"root@{__grains__.get('fqdn') or 'localhost'}"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg.set_content("Sent by salt postfix_relay.send_test: the relay works if this arrives.\n")
+    started = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
+        smtp.send_message(msg)
+    queue_id = None
+    result = {"message_id": message_id, "queue_id": None, "status": "pending", "reason": None}
+    while time.monotonic() - started < float(timeout):
+        lines = _mail_log(2000)
+        if queue_id is None:
+            for line in lines:
+                if f"message-id={message_id}" in line:
+                    queue_id = line.split(": message-id=")[0].split()[-1]
+                    result["queue_id"] = queue_id
+        if queue_id:
+            for line in lines:
+                found = parse_delivery(line)
+                if found and found["queue_id"] == queue_id:
+                    result.update(status=found["status"], reason=found["reason"], relay=found["relay"])
+                    return result
+        time.sleep(1)
+    return result

@@ -23,7 +23,17 @@ postfix_relay-config-clean-file-managed-main_cf:
       - fun: file.file_exists
         path: {{ paths.main_cf }}
 
-{%- for name in ('sasl_passwd', 'sasl_passwd_db', 'restart_marker', 'check_main_cf') %}
+{#- tlsproxy was enabled for TLS connection reuse only: comment it out again. #}
+postfix_relay-config-clean-file-replace-master_cf-tlsproxy:
+  file.replace:
+    - name: {{ paths.master_cf }}
+    - pattern: '^tlsproxy[ \t]+unix[ \t]+(.*)$'
+    - repl: '#tlsproxy  unix  \1'
+    - ignore_if_missing: True
+    - require:
+      - file: postfix_relay-config-clean-file-managed-main_cf
+
+{%- for name in ('sasl_passwd', 'sasl_passwd_db', 'sender_relay', 'sender_relay_db', 'sender_canonical', 'restart_marker', 'check_main_cf') %}
 
 postfix_relay-config-clean-file-absent-{{ name }}:
   file.absent:

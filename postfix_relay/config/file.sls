@@ -18,6 +18,19 @@ postfix_relay-config-file-managed-check_main_cf:
     - group: root
     - mode: '0755'
 
+{#- TLS connection reuse needs the tlsproxy service, which Debian ships commented
+    out (without it every message defers with "Cannot start TLS"). Uncomment
+    the distribution's own line; add Postfix's default where there is none. #}
+postfix_relay-config-file-replace-master_cf-tlsproxy:
+  file.replace:
+    - name: {{ paths.master_cf }}
+    - pattern: '^#?[ \t]*tlsproxy[ \t]+unix[ \t]+(.*)$'
+    - repl: 'tlsproxy  unix  \1'
+    - append_if_not_found: True
+    - not_found_content: 'tlsproxy  unix  -       -       n       -       0       tlsproxy'
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+
 {#- Validated by Postfix before it replaces the working file. #}
 postfix_relay-config-file-managed-main_cf:
   file.managed:
@@ -33,6 +46,7 @@ postfix_relay-config-file-managed-main_cf:
     - require:
       - pkg: postfix_relay-package-pkg-installed-postfix
       - file: postfix_relay-config-file-managed-check_main_cf
+      - file: postfix_relay-config-file-replace-master_cf-tlsproxy
 
 postfix_relay-config-file-managed-restart_marker:
   file.managed:
@@ -73,6 +87,8 @@ postfix_relay-config-cmd-run-postmap-sasl_passwd:
         db_type: {{ postfix_relay.db_type }}
     - require:
       - file: postfix_relay-config-file-managed-sasl_passwd
+      {#- postmap and postalias read main.cf, which a fresh install lacks. #}
+      - file: postfix_relay-config-file-managed-main_cf
 
 postfix_relay-config-file-managed-sasl_passwd_db:
   file.managed:
@@ -84,6 +100,23 @@ postfix_relay-config-file-managed-sasl_passwd_db:
     - require:
       - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
 
+{%- if postfix_relay.root_alias %}
+
+{#- postfix_relay:root_alias: mail for root and postmaster leaves through the relay. #}
+postfix_relay-config-file-managed-aliases:
+  file.managed:
+    - name: {{ paths.aliases }}
+    - source: salt://{{ tplroot }}/files/default/aliases.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+{%- else %}
+
 {#- Created only when missing (Debian 13 ships none): Postfix needs it for local mail. #}
 postfix_relay-config-file-managed-aliases:
   file.managed:
@@ -94,6 +127,7 @@ postfix_relay-config-file-managed-aliases:
         postmaster:    root
     - require:
       - pkg: postfix_relay-package-pkg-installed-postfix
+{%- endif %}
 
 postfix_relay-config-cmd-run-postalias:
   cmd.run:
@@ -104,3 +138,67 @@ postfix_relay-config-cmd-run-postalias:
         db_type: {{ postfix_relay.db_type }}
     - require:
       - file: postfix_relay-config-file-managed-aliases
+      - file: postfix_relay-config-file-managed-main_cf
+
+{%- if postfix_relay.routes %}
+
+{#- postfix_relay:routes: routed senders -> their provider; credentials are in sasl_passwd. #}
+postfix_relay-config-file-managed-sender_relay:
+  file.managed:
+    - name: {{ paths.sender_relay }}
+    - source: salt://{{ tplroot }}/files/default/sender_relay.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+
+postfix_relay-config-cmd-run-postmap-sender_relay:
+  cmd.run:
+    - name: postmap {{ postfix_relay.db_type }}:{{ paths.sender_relay }}
+    - unless:
+      - fun: postfix_relay.map_is_current
+        source: {{ paths.sender_relay }}
+        db_type: {{ postfix_relay.db_type }}
+    - require:
+      - file: postfix_relay-config-file-managed-sender_relay
+      - file: postfix_relay-config-file-managed-main_cf
+{%- else %}
+{%-   for name in ('sender_relay', 'sender_relay_db') %}
+
+postfix_relay-config-file-absent-{{ name }}:
+  file.absent:
+    - name: {{ paths[name] }}
+    - require:
+      - file: postfix_relay-config-file-managed-main_cf
+{%-   endfor %}
+{%- endif %}
+
+{%- if postfix_relay.sender_canonical %}
+
+{#- postfix_relay:from_address: local users' mail leaves with a verified sender. #}
+postfix_relay-config-file-managed-sender_canonical:
+  file.managed:
+    - name: {{ paths.sender_canonical }}
+    - source: salt://{{ tplroot }}/files/default/sender_canonical.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+    - require_in:
+      - file: postfix_relay-config-file-managed-main_cf
+{%- else %}
+
+postfix_relay-config-file-absent-sender_canonical:
+  file.absent:
+    - name: {{ paths.sender_canonical }}
+    - require:
+      - file: postfix_relay-config-file-managed-main_cf
+{%- endif %}

@@ -21,8 +21,15 @@ postfix_relay-service-running-postfix:
       - cmd: postfix_relay-config-cmd-run-postalias
     - watch:
       - file: postfix_relay-config-file-managed-main_cf
+      - file: postfix_relay-config-file-replace-master_cf-tlsproxy
       - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
       - cmd: postfix_relay-config-cmd-run-postalias
+{%- if postfix_relay.routes %}
+      - cmd: postfix_relay-config-cmd-run-postmap-sender_relay
+{%- endif %}
+{%- if postfix_relay.sender_canonical %}
+      - file: postfix_relay-config-file-managed-sender_canonical
+{%- endif %}
 
 {#- inet_interfaces and friends are read at start only: restart on change. #}
 postfix_relay-service-running-postfix-restart:
@@ -44,3 +51,6 @@ postfix_relay-service-cmd-run-flush:
     - onchanges:
       - file: postfix_relay-config-file-managed-main_cf
       - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
+{%- if postfix_relay.routes %}
+      - cmd: postfix_relay-config-cmd-run-postmap-sender_relay
+{%- endif %}

@@ -13,6 +13,7 @@ import json
 import uuid
 
 import pytest
+from harness import provider
 from harness.docker import docker
 from harness.fleet import Fleet
 
@@ -153,3 +154,39 @@ def test_not_an_open_relay_from_the_network(fleet):
     # Not even the minion itself reaches its SMTP server on a non-loopback address.
     own = fleet.minion("web1").exec("python3", "-c", PROBE, web_ip, check=False)
     assert own.stdout.strip() == "refused", own.stdout + own.stderr
+
+
+def test_send_test_and_status_from_the_master(fleet):
+    rc, data, out = fleet.salt("-G", "roles:web", "postfix_relay.send_test", "to=ops@example.org", "timeout=60")
+    assert rc == 0, out
+    result = data["web1"]
+    assert result["status"] == "sent" and result["queue_id"], result
+    assert result["relay"].startswith(f"{fleet.spec.host}[")
+    assert fleet.wait_for_message(result["message_id"], timeout=10)
+    rc, data, out = fleet.salt("-C", "G@roles:web or G@roles:worker", "postfix_relay.status")
+    assert rc == 0, out
+    for minion, status in data.items():
+        assert status["relayhost"] == f"[{fleet.spec.host}]:{fleet.spec.port}", minion
+        assert status["last_delivery"]["status"] == "sent", (minion, status)
+        assert status["queue"]["deferred"] == 0 and status["deferral_reasons"] == []
+    print("\nsend_test:", json.dumps(result), "\nstatus:", json.dumps(data["web1"]))
+
+
+def test_send_test_and_status_with_the_provider_down(fleet):
+    provider.stop(fleet.provider)
+    try:
+        rc, data, out = fleet.salt("web1", "postfix_relay.send_test", "to=ops@example.org", "timeout=30")
+        assert rc == 0, out
+        result = data["web1"]
+        assert result["status"] == "deferred", result
+        assert "Connection refused" in result["reason"]
+        rc, data, out = fleet.salt("web1", "postfix_relay.status")
+        assert rc == 0, out
+        status = data["web1"]
+        assert status["queue"]["deferred"] >= 1
+        assert "Connection refused" in status["deferral_reasons"][0]["reason"]
+        print("\nsend_test (down):", json.dumps(result), "\nstatus (down):", json.dumps(status))
+    finally:
+        provider.deploy(fleet.provider, fleet.ca, fleet.spec, listen="0.0.0.0")
+    fleet.salt("web1", "cmd.run", "postqueue -f")
+    assert fleet.wait_for_message(result["message_id"], timeout=60), "the deferred test message never left"

@@ -220,4 +220,102 @@ BAD_PILLARS = [
         {"provider": "mailgum", "password": "x ", "port": 0},
         ["did you mean 'mailgun'", "postfix_relay:port must be", "postfix_relay:password must not start"],
     ),
+    (
+        "concurrency-zero",
+        {"provider": "sendgrid", "password": "x", "concurrency": 0},
+        ["postfix_relay:concurrency must be an integer from 1 to 100"],
+    ),
+    (
+        "concurrency-text",
+        {"provider": "sendgrid", "password": "x", "concurrency": "many"},
+        ["postfix_relay:concurrency must be an integer"],
+    ),
+    (
+        "rate-too-fast",
+        {"provider": "ses", "region": "eu-west-1", "username": "u", "password": "x", "rate_per_second": 14},
+        ["postfix_relay:rate_per_second must be a number above 0 and at most 1", "postfix_relay:concurrency"],
+    ),
+    (
+        "rate-zero",
+        {"provider": "sendgrid", "password": "x", "rate_per_second": 0},
+        ["postfix_relay:rate_per_second must be a number above 0"],
+    ),
+    (
+        "from-address-bad",
+        {"provider": "sendgrid", "password": "x", "from_address": "noreply"},
+        ["postfix_relay:from_address must be an address"],
+    ),
+    (
+        "sender-map-without-from",
+        {"provider": "sendgrid", "password": "x", "sender_map": {"root": "ops@example.com"}},
+        ["postfix_relay:from_address is required when sender_map"],
+    ),
+    (
+        "sender-map-bad-user",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "from_address": "n@example.com",
+            "sender_map": {"Bad User": "a@example.com"},
+        },
+        ["postfix_relay:sender_map:Bad User must be a local user name"],
+    ),
+    (
+        "root-alias-bad",
+        {"provider": "sendgrid", "password": "x", "root_alias": ["ops"]},
+        ["postfix_relay:root_alias entries must be addresses"],
+    ),
+    (
+        "routes-not-list",
+        {"provider": "sendgrid", "password": "x", "routes": {"senders": ["@a.example.com"]}},
+        ["postfix_relay:routes must be a list"],
+    ),
+    (
+        "route-bad-sender",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [{"senders": ["marketing"], "provider": "postmark", "password": "t"}],
+        },
+        ["postfix_relay:routes:0:senders entries must look like"],
+    ),
+    (
+        "route-no-password",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [{"senders": ["@m.example.com"], "provider": "mailgun", "username": "u"}],
+        },
+        ["postfix_relay:routes:0:password is required"],
+    ),
+    (
+        "route-tls-mismatch",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [{"senders": ["@m.example.com"], "provider": "sendgrid", "password": "y", "port": 465}],
+        },
+        ["postfix_relay:routes:0:tls is implicit but the main route uses starttls"],
+    ),
+    (
+        "route-duplicate-sender",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [
+                {"senders": ["@m.example.com"], "provider": "postmark", "password": "t"},
+                {"senders": ["@M.example.com"], "provider": "postmark", "password": "u"},
+            ],
+        },
+        ["postfix_relay:routes:1:senders '@M.example.com' is already routed"],
+    ),
+    (
+        "route-unknown-key",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [{"senders": ["@m.example.com"], "provider": "postmark", "password": "t", "pasword": "t"}],
+        },
+        ["postfix_relay:routes:0:pasword is not a route key"],
+    ),
 ]

@@ -65,32 +65,33 @@ def deploy(
     credentials (``accept``), a DATA reply (``data_reply``), ``spec.tls="none"``.
     """
     issued = (signing_ca or ca).issue(*(cert_for or (spec.host,)))
+    files = f"{PROVIDER_DIR}/{unit}"
     container.put(REPO / "test" / "harness" / "fakeprovider.py", f"{PROVIDER_DIR}/fakeprovider.py")
-    container.write(f"{PROVIDER_DIR}/cert.pem", issued.cert_pem.decode())
-    container.write(f"{PROVIDER_DIR}/key.pem", issued.key_pem.decode(), mode="0600")
+    container.write(f"{files}-cert.pem", issued.cert_pem.decode())
+    container.write(f"{files}-key.pem", issued.key_pem.decode(), mode="0600")
     credentials = accept or ((spec.username, spec.password),)
     config = {
         "listen": listen,
         "port": spec.port,
         "tls": spec.tls,
         "hostname": spec.host,
-        "cert": f"{PROVIDER_DIR}/cert.pem",
-        "key": f"{PROVIDER_DIR}/key.pem",
+        "cert": f"{files}-cert.pem",
+        "key": f"{files}-key.pem",
         # Only hashes: the provider never writes a password anywhere.
         "credentials": [credential_hash(user, password) for user, password in credentials],
-        "events": EVENTS,
+        "events": events_path(unit),
         "data_reply": data_reply,
     }
-    container.write(f"{PROVIDER_DIR}/config.json", json.dumps(config, indent=1), mode="0600")
+    container.write(f"{files}-config.json", json.dumps(config, indent=1), mode="0600")
     stop(container, unit)
-    mark = len(events(container))
+    mark = len(events(container, unit))
     container.exec(
         "systemd-run", f"--unit={unit}", "--collect", f"{PROVIDER_DIR}/bin/python",
-        f"{PROVIDER_DIR}/fakeprovider.py", f"--config={PROVIDER_DIR}/config.json",
+        f"{PROVIDER_DIR}/fakeprovider.py", f"--config={files}-config.json",
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if any(e["event"] == "listening" for e in events(container)[mark:]):
+        if any(e["event"] == "listening" for e in events(container, unit)[mark:]):
             return
         time.sleep(0.3)
     status = container.exec("systemctl", "status", unit, "--no-pager", check=False).stdout
@@ -102,6 +103,11 @@ def stop(container: Container, unit: str = "fakeprovider") -> None:
     container.exec("systemctl", "stop", unit, check=False)
 
 
-def events(container: Container) -> list[dict]:
-    text = container.exec("cat", EVENTS, check=False).stdout
+def events_path(unit: str = "fakeprovider") -> str:
+    """Each provider unit logs to its own file; the default one to EVENTS."""
+    return EVENTS if unit == "fakeprovider" else f"/var/lib/fakeprovider/{unit}-events.jsonl"
+
+
+def events(container: Container, unit: str = "fakeprovider") -> list[dict]:
+    text = container.exec("cat", events_path(unit), check=False).stdout
     return [json.loads(line) for line in text.splitlines() if line.strip()]

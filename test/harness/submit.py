@@ -7,6 +7,10 @@ can be matched one to one.  What Postfix refuses or a connection that drops
 batch handed to Postfix.  Prints one JSON line.
 
     python3 submit.py --prefix down --count 40 [--clients 4] [--deadline 600]
+
+With ``--server HOST:PORT --starttls --login USER`` (password in $SUBMIT_PASSWORD)
+it talks to a provider directly instead, one TLS connection per client, as a
+Django process would with EMAIL_USE_TLS: the benchmark's upper limit.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import smtplib
 import threading
 import time
@@ -36,7 +41,20 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=600)
+    parser.add_argument("--server", default="127.0.0.1:25")
+    parser.add_argument("--starttls", action="store_true")
+    parser.add_argument("--login", default=None)
     args = parser.parse_args()
+    host, port = args.server.rsplit(":", 1)
+
+    def connect() -> smtplib.SMTP:
+        smtp = smtplib.SMTP(host, int(port), timeout=30)
+        if args.starttls:
+            smtp.starttls()
+        if args.login:
+            smtp.login(args.login, os.environ["SUBMIT_PASSWORD"])
+        return smtp
+
     ids = [f"<{args.prefix}-{i}@postfix-relay.test>" for i in range(args.count)]
     started = time.monotonic()
     end = started + args.deadline
@@ -51,7 +69,7 @@ def main() -> None:
             while True:
                 try:
                     if smtp is None:
-                        smtp = smtplib.SMTP("127.0.0.1", 25, timeout=30)
+                        smtp = connect()
                     smtp.send_message(build(message_id, args.prefix))
                     with lock:
                         accepted.append(message_id)

@@ -116,6 +116,7 @@ def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
     watched = {next(iter(w.values())) for w in running["watch"]}
     assert watched == {
         "postfix_relay-config-file-managed-main_cf",
+        "postfix_relay-config-file-replace-master_cf-tlsproxy",
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
         "postfix_relay-config-cmd-run-postalias",
     }
@@ -147,6 +148,7 @@ def test_main_cf_content(rendered):
     assert _param(text, "inet_interfaces") == "loopback-only"
     assert _param(text, "smtp_sasl_security_options") == "noanonymous"
     assert _param(text, "myhostname") == "web1.example.com"
+    assert _param(text, "smtp_tls_connection_reuse") == "yes"
     assert rendered["expect"]["pillar"]["password"] not in text
     names = [line.split(" = ")[0] for line in text.splitlines() if " = " in line and not line.startswith("#")]
     assert len(names) == len(set(names)), "a parameter is rendered twice"
@@ -252,6 +254,9 @@ def test_clean_renders_without_pillar(tmp_path):
     assert absent == {
         "/etc/postfix/sasl_passwd",
         "/etc/postfix/sasl_passwd.db",
+        "/etc/postfix/sender_relay",
+        "/etc/postfix/sender_relay.db",
+        "/etc/postfix/sender_canonical",
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
     }
@@ -290,3 +295,36 @@ def test_no_django_env_state_without_pillar(tmp_path):
     show = LocalMinion(tmp_path, DEBIAN12, PILLARS["sendgrid"][0]).show_sls()
     assert show.returncode == 0
     assert not any("django_env" in sid for sid in show.data)
+
+
+# --------------------------------------------------------------------------
+# Operations features: sender rewriting, root alias, per-sender routes
+# --------------------------------------------------------------------------
+def test_operations_features_render(tmp_path):
+    pillar = {
+        **PILLARS["postmark"][0],
+        "from_address": "noreply@example.com",
+        "root_alias": "ops@example.com",
+        "routes": [{"senders": ["@marketing.example.com"], "provider": "sendgrid", "password": SECRET}],
+    }
+    minion = LocalMinion(tmp_path, DEBIAN12, pillar)
+    show = minion.show_sls()
+    assert show.returncode == 0, show.stdout
+    assert SECRET not in show.stdout and TOKEN not in show.stdout
+    for sid in (
+        "postfix_relay-config-file-managed-sender_relay",
+        "postfix_relay-config-cmd-run-postmap-sender_relay",
+        "postfix_relay-config-file-managed-sender_canonical",
+    ):
+        assert sid in show.data, sid
+    assert _state_args(show, "postfix_relay-config-file-managed-aliases")["template"] == "jinja"
+    assert minion.render("sender_relay.jinja").splitlines()[1:] == ["@marketing.example.com [smtp.sendgrid.net]:587"]
+    assert minion.render("sender_canonical.jinja").splitlines()[1:] == [
+        r"!/@(example\.com|marketing\.example\.com)$/ noreply@example.com"
+    ]
+    assert minion.render("aliases.jinja").splitlines()[1:] == ["postmaster:    root", "root:          ops@example.com"]
+    sasl = minion.render("sasl_passwd.jinja").splitlines()[1:]
+    assert sasl == [f"[smtp.postmarkapp.com]:587 {TOKEN}:{TOKEN}", f"@marketing.example.com apikey:{SECRET}"]
+    cf = minion.render("main.cf.jinja")
+    assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
+    assert _param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"

@@ -391,3 +391,119 @@ def test_django_env_is_redacted_in_settings():
 )
 def test_django_env_bad_input(django_env, fragment):
     assert fragment in error_of({**BASE["sendgrid"], "django_env": django_env})
+
+
+# --------------------------------------------------------------------------
+# Performance: TLS connection reuse and pacing
+# --------------------------------------------------------------------------
+def test_tls_connection_reuse_to_the_relayhost():
+    cf = main_cf(BASE["mailgun"])
+    assert cf["smtp_tls_connection_reuse"] == "yes"
+    assert cf["smtp_connection_cache_destinations"] == "$relayhost"
+
+
+@pytest.mark.parametrize(
+    ("pillar", "expected"),
+    [
+        ({}, {"smtp_destination_concurrency_limit": "20"}),
+        ({"concurrency": 5}, {"smtp_destination_concurrency_limit": "5"}),
+        ({"rate_per_second": 1}, {"smtp_destination_concurrency_limit": "20", "smtp_destination_rate_delay": "1s"}),
+        ({"rate_per_second": 0.2}, {"smtp_destination_concurrency_limit": "20", "smtp_destination_rate_delay": "5s"}),
+    ],
+)
+def test_pacing_knobs(pillar, expected):
+    cf = main_cf({**BASE["ses"], **pillar})
+    assert {k: v for k, v in cf.items() if k.startswith("smtp_destination_")} == expected
+
+
+# --------------------------------------------------------------------------
+# Operations: log and queue parsing behind postfix_relay.status / send_test
+# --------------------------------------------------------------------------
+SENT = (
+    "postfix/smtp[2287]: 2829A1AA9A8: to=<customer@example.org>, relay=smtp.sendgrid.net[127.0.0.2]:587, "
+    "delay=0.12, delays=0.01/0.1/0.01/0, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as fake)"
+)
+DEFERRED = (
+    "4F1B3198028: to=<a@example.org>, relay=none, delay=31, delays=30/0.01/0.5/0, dsn=4.4.1, "
+    "status=deferred (connect to smtp.sendgrid.net[127.0.0.2]:587: Connection refused)"
+)
+
+
+def test_parse_delivery_lines():
+    assert pfr.parse_delivery(SENT) == {
+        "queue_id": "2829A1AA9A8",
+        "to": "customer@example.org",
+        "relay": "smtp.sendgrid.net[127.0.0.2]:587",
+        "status": "sent",
+        "reason": "250 2.0.0 Ok: queued as fake",
+    }
+    assert pfr.parse_delivery(DEFERRED)["reason"] == "connect to smtp.sendgrid.net[127.0.0.2]:587: Connection refused"
+    assert pfr.parse_delivery("postfix/qmgr[1]: 4F1B3198028: removed") is None
+
+
+def test_summarize_queue():
+    entries = [
+        {"queue_name": "deferred", "recipients": [{"address": "a@x", "delay_reason": "Connection refused"}]},
+        {"queue_name": "deferred", "recipients": [{"address": "b@x", "delay_reason": "Connection refused"}]},
+        {"queue_name": "deferred", "recipients": [{"address": "c@x", "delay_reason": "535 Authentication failed"}]},
+        {"queue_name": "hold", "recipients": [{"address": "d@x"}]},
+        {"queue_name": "active", "recipients": [{"address": "e@x"}]},
+    ]
+    out = pfr.summarize_queue(entries)
+    assert out["queue"] == {"active": 1, "deferred": 3, "hold": 1, "incoming": 0, "maildrop": 0}
+    assert out["deferral_reasons"] == [
+        {"reason": "Connection refused", "messages": 2},
+        {"reason": "535 Authentication failed", "messages": 1},
+    ]
+
+
+# --------------------------------------------------------------------------
+# Operations: sender rewriting, root alias, per-sender routes
+# --------------------------------------------------------------------------
+OPS = {
+    **BASE["postmark"],
+    "from_address": "noreply@example.com",
+    "sender_map": {"www-data": "app@example.com"},
+    "root_alias": ["ops@example.com", "oncall@example.com"],
+    "routes": [{"senders": ["@marketing.example.com", "News@Example.com"], "provider": "sendgrid", "password": SECRET}],
+}
+
+
+def test_sender_rewriting_rules():
+    s = resolve(OPS)
+    assert s["main_cf"]["sender_canonical_maps"] == "regexp:/etc/postfix/sender_canonical"
+    assert s["sender_canonical"] == [
+        [r"/^www-data@(web1\.example\.com|localhost|localhost\.localdomain)$/", "app@example.com"],
+        # Routed senders' domains are kept too: their provider depends on the sender.
+        [r"!/@(example\.com|marketing\.example\.com)$/", "noreply@example.com"],
+    ]
+
+
+def test_root_alias_aliases_file():
+    assert resolve(OPS)["aliases_text"].splitlines()[1:] == [
+        "postmaster:    root",
+        "root:          ops@example.com, oncall@example.com",
+    ]
+    assert resolve(BASE["postmark"])["aliases_text"] is None
+
+
+def test_routes_maps_and_credentials():
+    s = resolve(OPS)
+    assert s["main_cf"]["sender_dependent_relayhost_maps"] == "hash:/etc/postfix/sender_relay"
+    assert s["main_cf"]["smtp_sender_dependent_authentication"] == "yes"
+    assert pfr.sender_relay_text(s).splitlines()[1:] == [
+        "@marketing.example.com [smtp.sendgrid.net]:587",
+        "news@example.com [smtp.sendgrid.net]:587",
+    ]
+    assert pfr.sasl_passwd_text(s).splitlines()[1:] == [
+        "[smtp.postmarkapp.com]:587 tok:tok",
+        f"@marketing.example.com apikey:{SECRET}",
+        f"news@example.com apikey:{SECRET}",
+    ]
+    redacted = repr(pfr.redact(s))
+    assert SECRET not in redacted and "tok:tok" not in redacted
+
+
+def test_no_optional_feature_no_extra_parameters():
+    cf = main_cf(BASE["sendgrid"])
+    assert not {"sender_canonical_maps", "sender_dependent_relayhost_maps"} & set(cf)

@@ -1,0 +1,154 @@
+"""``make bench``: relay performance, measured side by side in one run, printed as ratios.
+
+On one converged instance and one fake provider (inside it, on 127.0.0.2):
+
+  direct    the same clients talking straight to the provider (STARTTLS + AUTH,
+            one connection per client): the limit
+  ours      N messages to 127.0.0.1:25 relayed with the formula's settings
+            (TLS connection reuse through tlsproxy)
+  baseline  the same, with the configuration SendGrid's Postfix guide gives
+            (TLS "encrypt", no connection reuse)
+
+P1 messages/s until the last one arrived; P2 TLS handshakes and AUTHs per 1,000
+messages; P3/P4 first converge and a no-op re-converge; P5 converge time of
+1, 2, 4 and 8 minions from one master.  Prints a table and writes JSON.
+
+    python -m harness.bench [--messages 2000] [--clients 4] [--fleet 1,2,4,8] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from harness import provider
+from harness.fleet import Fleet
+from harness.formula import REPO
+from harness.relay import SUBMIT, Relay, converged_relay
+
+# SendGrid's Postfix guide, as our pillar expresses it: TLS "encrypt" (no
+# certificate check) and none of our connection reuse.
+BASELINE = {
+    "tls_verify": False,
+    "main_cf": {"smtp_tls_connection_reuse": "no", "smtp_connection_cache_destinations": None},
+}
+
+
+def _now(relay: Relay) -> float:
+    return float(relay.c.exec("date", "+%s.%N").stdout)
+
+
+def measure(relay: Relay, label: str, count: int, clients: int, direct: bool = False) -> dict:
+    prefix = f"{label}-{int(time.time())}"
+    start = _now(relay)
+    mark = len(provider.events(relay.c))
+    cmd = ["python3", SUBMIT, f"--prefix={prefix}", f"--count={count}", f"--clients={clients}"]
+    if direct:
+        spec = relay.spec
+        cmd += [f"--server={spec.host}:{spec.port}", "--starttls", f"--login={spec.username}"]
+        proc = relay.c.exec("env", f"SUBMIT_PASSWORD={spec.password}", *cmd, timeout=1800)
+    else:
+        proc = relay.c.exec(*cmd, timeout=1800)
+    submitted = json.loads(proc.stdout.strip().splitlines()[-1])
+    seen = relay.wait_arrived(prefix, count, timeout=1800)
+    window = provider.events(relay.c)[mark:]
+    arrivals = [e["ts"] for e in window if e["event"] == "message" and e["message_id"].startswith(f"<{prefix}-")]
+    elapsed = max(arrivals) - start
+    handshakes = sum(1 for e in window if e["event"] == "command" and e["verb"] == "STARTTLS")
+    auths = sum(1 for e in window if e["event"] == "auth")
+    result = {
+        "label": label,
+        "messages": count,
+        "arrived": len(seen),
+        "duplicated": sum(n - 1 for n in seen.values()),
+        "seconds": round(elapsed, 2),
+        "per_second": round(count / elapsed, 1),
+        "submit_seconds": submitted["seconds"],
+        "handshakes_per_1000": round(handshakes * 1000 / count, 1),
+        "auths_per_1000": round(auths * 1000 / count, 1),
+    }
+    print(
+        f"  {label:9} {result['per_second']:>8} msg/s  {result['handshakes_per_1000']:>7} TLS handshakes "
+        f"and {result['auths_per_1000']:>7} AUTHs per 1,000  ({count} messages, {result['seconds']} s)",
+        flush=True,
+    )
+    return result
+
+
+def fleet_converge(sizes: list[int]) -> list[dict]:
+    rows = []
+    for size in sizes:
+        fleet = Fleet(name=f"bench{size}", minions={f"m{i}": ["web"] for i in range(1, size + 1)}, progress=False)
+        fleet.up()
+        try:
+            started = time.monotonic()
+            rc, data, out = fleet.salt("-G", "roles:web", "state.apply", "postfix_relay", timeout=1800)
+            seconds = time.monotonic() - started
+            ok = rc == 0 and isinstance(data, dict) and len(data) == size
+            if not ok:
+                print(out[-2000:], file=sys.stderr)
+            rows.append({"minions": size, "seconds": round(seconds, 1), "ok": ok})
+            print(f"  P5 {size} minion(s): first converge from the master in {seconds:.1f} s", flush=True)
+        finally:
+            fleet.down()
+    base = rows[0]["seconds"] if rows else 1
+    for row in rows:
+        row["ratio_to_1"] = round(row["seconds"] / base, 2)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--fleet", default="1,2,4,8", help="minion counts for P5; empty to skip")
+    parser.add_argument("--json", default=str(REPO / "bench-results.json"))
+    args = parser.parse_args(argv)
+    results: dict = {"messages": args.messages, "clients": args.clients}
+    print(f"==> relay benchmark: {args.messages} messages, {args.clients} clients", flush=True)
+    with converged_relay("bench", "test/salt/pillar/bench.sls", REPO / "test" / "faults" / "provider.yml") as relay:
+        c1, c2 = relay.inst.results["converge1"], relay.inst.results["converge2"]
+        results["P3_first_converge"] = {"seconds": c1["seconds"], "changes": len(c1["changed"])}
+        results["P4_noop_converge"] = {"seconds": c2["seconds"], "changes": len(c2["changed"])}
+        print(f"  P3 first converge {c1['seconds']} s ({len(c1['changed'])} changes)", flush=True)
+        print(f"  P4 no-op re-converge {c2['seconds']} s ({len(c2['changed'])} changes)", flush=True)
+        results["direct"] = measure(relay, "direct", args.messages, args.clients, direct=True)
+        results["ours"] = measure(relay, "ours", args.messages, args.clients)
+        rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': BASELINE})}")
+        if rc != 0:
+            print(out[-3000:], file=sys.stderr)
+            return 1
+        results["baseline"] = measure(relay, "baseline", args.messages, args.clients)
+        top = relay.c.exec("sh", "-c", "ps -o comm,time -C python3,smtp,tlsproxy,smtpd,cleanup,qmgr").stdout
+        results["cpu_time_by_process"] = top
+    sizes = [int(s) for s in args.fleet.split(",") if s.strip()]
+    results["P5_fleet"] = fleet_converge(sizes) if sizes else []
+
+    ours, direct, base = results["ours"], results["direct"], results["baseline"]
+    results["ratios"] = {
+        "P1_ours_to_direct": round(ours["per_second"] / direct["per_second"], 2),
+        "P1_ours_to_baseline": round(ours["per_second"] / base["per_second"], 2),
+        "P2_handshakes_per_1000_ours": ours["handshakes_per_1000"],
+        "P2_handshakes_per_1000_baseline": base["handshakes_per_1000"],
+        "P5_8_to_1": results["P5_fleet"][-1]["ratio_to_1"] if results["P5_fleet"] else None,
+    }
+    r = results["ratios"]
+    print("\n==> results (targets in brackets)")
+    print(f"  P1 ours / direct       {r['P1_ours_to_direct']:>6}   [>= 0.6]")
+    print(f"  P1 ours / baseline     {r['P1_ours_to_baseline']:>6}   [>= 1.5]")
+    print(
+        f"  P2 handshakes / 1,000  {r['P2_handshakes_per_1000_ours']:>6}   [<= 10]  (baseline {base['handshakes_per_1000']})"
+    )
+    print(f"  P4 no-op changes       {results['P4_noop_converge']['changes']:>6}   [0]")
+    if r["P5_8_to_1"] is not None:
+        print(f"  P5 largest fleet / 1   {r['P5_8_to_1']:>6}   [<= 2.5 for 8]")
+    with open(args.json, "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    print(f"==> written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
