@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration fleet faults operations soak bench demo demo-down host venv clean-containers help
+.PHONY: test check lint unit render integration fleet faults operations environments soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -23,7 +23,7 @@ help:
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; fleet converge"
 
-test: check integration fleet operations faults
+test: check integration fleet operations environments faults
 
 check: lint unit render
 
@@ -71,6 +71,10 @@ faults: venv host
 operations: venv host
 	@echo "==> operations: sender rewriting, root alias, per-sender providers"
 	$(PY) -m pytest -q -p no:cacheprovider test/operations
+
+environments: venv host
+	@echo "==> environments: staging redirect (new and queued mail), relaying disabled (hold, release once)"
+	$(PY) -m pytest -q -p no:cacheprovider test/environments
 
 soak: venv host
 	@echo "==> soak: the faults suite with a 10,000-message flow during a re-apply"

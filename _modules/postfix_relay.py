@@ -215,6 +215,8 @@ PILLAR_KEYS = {
     "allowed_sender_domains": "sender domains kept as they are (default: from_address's domain)",
     "root_alias": "address(es) that receive mail for root and postmaster",
     "routes": "extra providers chosen by sender: list of {senders, provider, password, ...}",
+    "redirect_all_to": "staging: every message goes to these address(es) instead of its recipients",
+    "enabled": "false: relay nothing, hold every message until enabled again",
 }
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -608,6 +610,9 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             errors.add(str(key), f"is not a known key{_suggest(key, PILLAR_KEYS)}; known: {', '.join(PILLAR_KEYS)}")
 
     osd = os_defaults(os_facts)
+    enabled = _bool(errors, "enabled", pillar.get("enabled", True))
+    if enabled is False:
+        return _resolve_disabled(errors, pillar, os_facts)
     route = _resolve_route(errors, pillar)
     if route is None:
         errors.raise_if_any()
@@ -630,6 +635,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
     routed_domains = sorted({s.split("@", 1)[1] for r in routes for s in r["senders"]})
     senders = _resolve_senders(errors, pillar, base["myhostname"], routed_domains)
     root_alias = _resolve_root_alias(errors, pillar.get("root_alias"))
+    redirect = _resolve_redirect(errors, pillar.get("redirect_all_to"))
     errors.raise_if_any()
     sections = _main_cf_sections(
         provider=preset,
@@ -640,7 +646,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
         tls_verify=tls_verify,
         sasl_map=f"{base['db_type']}:{base['paths']['sasl_passwd']}",
         pacing=pacing,
-        features=_feature_params(base, routes, senders),
+        features=_feature_params(base, routes, senders, redirect),
         overrides=overrides,
     )
     main_cf = {k: v for section in sections for k, v in section["params"].items()}
@@ -676,6 +682,9 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             "sender_canonical": senders,
             "root_alias": root_alias,
             "aliases_text": _aliases_text(root_alias),
+            "redirect_all_to": redirect,
+            "redirect_recipients": _redirect_rules(redirect),
+            "enabled": True,
         }
     )
     del base["identity"]
@@ -840,8 +849,35 @@ def _aliases_text(root_alias: list[str]) -> str | None:
     )
 
 
-def _feature_params(base: Mapping[str, Any], routes: list[dict], senders: list) -> list[dict[str, Any]]:
-    """main.cf sections for the optional features (per-sender routes, sender rewriting)."""
+def _resolve_redirect(errors: _Errors, raw: Any) -> list[str]:
+    """``redirect_all_to``: the only recipients any message may have (staging)."""
+    if raw is None:
+        return []
+    addresses = [raw] if isinstance(raw, str) else raw
+    if (
+        not isinstance(addresses, list)
+        or not addresses
+        or not all(isinstance(a, str) and _EMAIL_RE.fullmatch(a) for a in addresses)
+    ):
+        errors.add("redirect_all_to", f"must be an address or a list of addresses such as qa@example.com, got {raw!r}")
+        return []
+    return [a.lower() for a in addresses]
+
+
+def _redirect_rules(redirect: list[str]) -> list[list[str]]:
+    """virtual_alias regexp rules: each redirect address maps to itself (ends the
+    recursion), every other address to all redirect addresses."""
+    if not redirect:
+        return []
+    rules = [[f"/^{_ere_escape(a)}$/", a] for a in redirect]
+    rules.append(["/./", ", ".join(redirect)])
+    return rules
+
+
+def _feature_params(
+    base: Mapping[str, Any], routes: list[dict], senders: list, redirect: list[str]
+) -> list[dict[str, Any]]:
+    """main.cf sections for the optional features (per-sender routes, sender rewriting, redirect)."""
     out = []
     paths, db_type = base["paths"], base["db_type"]
     if routes:
@@ -861,6 +897,63 @@ def _feature_params(base: Mapping[str, Any], routes: list[dict], senders: list) 
                 "params": {"sender_canonical_maps": f"regexp:{paths['sender_canonical']}"},
             }
         )
+    if redirect:
+        out.append(
+            {
+                "comment": (
+                    "Staging (postfix_relay:redirect_all_to): every envelope recipient is replaced; "
+                    "To/Cc stay readable, SMTP submissions keep the originals in X-Original-To"
+                ),
+                "params": {
+                    "virtual_alias_maps": f"regexp:{paths['redirect_recipients']}",
+                    # A regexp table would otherwise make every domain a virtual alias domain.
+                    "virtual_alias_domains": "",
+                    # One copy per redirect address, however many recipients were replaced.
+                    "enable_original_recipient": "no",
+                    "smtpd_recipient_restrictions": f"check_recipient_access regexp:{paths['redirect_headers']}",
+                },
+            }
+        )
+    return out
+
+
+def _resolve_disabled(errors: _Errors, pillar: Mapping[str, Any], os_facts: Mapping[str, Any]) -> dict[str, Any]:
+    """``enabled: false``: nothing is relayed; every message waits on hold, none is lost.
+
+    Needs no provider or credentials (a CI box, a fresh staging server); the
+    other relay keys, if present, are ignored until relaying is enabled again.
+    """
+    errors.raise_if_any()
+    out = resolve_clean(pillar, os_facts)
+    identity = out["main_cf_sections"][:-1]  # without clean's retry transport: mail must be accepted
+    out["main_cf_sections"] = [
+        *identity,
+        {
+            "comment": (
+                "Relaying disabled (postfix_relay:enabled: false): every message is accepted and held, "
+                "none is sent; the smtp transport is deferred as well, in case something is released"
+            ),
+            "params": {"header_checks": "static:HOLD", "defer_transports": "smtp, relay"},
+        },
+    ]
+    main_cf = {k: v for section in out["main_cf_sections"] for k, v in section["params"].items()}
+    out.update(
+        {
+            "enabled": False,
+            "provider": None,
+            "main_cf": main_cf,
+            "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
+            "sasl": None,
+            "secret_username": False,
+            "django_env": None,
+            "routes": [],
+            "sender_canonical": [],
+            "root_alias": [],
+            "aliases_text": None,
+            "redirect_all_to": [],
+            "redirect_recipients": [],
+        }
+    )
     return out
 
 
@@ -1012,10 +1105,26 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "sender_relay": f"{CONFIG_DIR}/sender_relay",
             "sender_relay_db": f"{CONFIG_DIR}/sender_relay" + DB_SUFFIX[db_type],
             "sender_canonical": f"{CONFIG_DIR}/sender_canonical",
+            "redirect_recipients": f"{CONFIG_DIR}/redirect_recipients",
+            "redirect_headers": f"{CONFIG_DIR}/redirect_headers",
+            "mode_marker": f"{CONFIG_DIR}/postfix_relay.mode",
             "check_main_cf": "/usr/local/sbin/postfix_relay-check-main-cf",
         },
         "identity": identity,
         "myhostname": myhostname,
+        # What postfix_relay.clean removes: credentials and every file the relay added.
+        "clean_absent": [
+            "sasl_passwd",
+            "sasl_passwd_db",
+            "sender_relay",
+            "sender_relay_db",
+            "sender_canonical",
+            "redirect_recipients",
+            "redirect_headers",
+            "mode_marker",
+            "restart_marker",
+            "check_main_cf",
+        ],
     }
 
 
@@ -1096,11 +1205,12 @@ def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl
 def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of :func:`resolve`'s result that is safe to print or log."""
     out = dict(settings)
-    sasl = dict(settings["sasl"])
-    sasl["password"] = REDACTED
-    if settings.get("secret_username"):
-        sasl["username"] = REDACTED
-    out["sasl"] = sasl
+    if settings.get("sasl"):
+        sasl = dict(settings["sasl"])
+        sasl["password"] = REDACTED
+        if settings.get("secret_username"):
+            sasl["username"] = REDACTED
+        out["sasl"] = sasl
     out["routes"] = [
         {**r, "password": REDACTED, **({"username": REDACTED} if r.get("secret_username") else {})}
         for r in settings.get("routes", [])

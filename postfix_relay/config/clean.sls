@@ -33,7 +33,7 @@ postfix_relay-config-clean-file-replace-master_cf-tlsproxy:
     - require:
       - file: postfix_relay-config-clean-file-managed-main_cf
 
-{%- for name in ('sasl_passwd', 'sasl_passwd_db', 'sender_relay', 'sender_relay_db', 'sender_canonical', 'restart_marker', 'check_main_cf') %}
+{%- for name in postfix_relay.clean_absent %}
 
 postfix_relay-config-clean-file-absent-{{ name }}:
   file.absent:

@@ -61,6 +61,8 @@ postfix_relay-config-file-managed-restart_marker:
     - require:
       - file: postfix_relay-config-file-managed-main_cf
 
+{%- if postfix_relay.enabled %}
+
 {#- Credentials: rendered inside the template, diff hidden, root-only. #}
 postfix_relay-config-file-managed-sasl_passwd:
   file.managed:
@@ -99,6 +101,28 @@ postfix_relay-config-file-managed-sasl_passwd_db:
     - mode: '0600'
     - require:
       - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
+{%- else %}
+{#- Relaying disabled: no credentials on the minion. #}
+{%-   for name in ('sasl_passwd', 'sasl_passwd_db') %}
+
+postfix_relay-config-file-absent-{{ name }}:
+  file.absent:
+    - name: {{ paths[name] }}
+    - require:
+      - file: postfix_relay-config-file-managed-main_cf
+{%-   endfor %}
+{%- endif %}
+
+{#- enabled or disabled, as last applied: switching back to enabled releases held mail. #}
+postfix_relay-config-file-managed-mode:
+  file.managed:
+    - name: {{ paths.mode_marker }}
+    - contents: {{ 'enabled' if postfix_relay.enabled else 'disabled' }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - file: postfix_relay-config-file-managed-main_cf
 
 {%- if postfix_relay.root_alias %}
 
@@ -201,4 +225,46 @@ postfix_relay-config-file-absent-sender_canonical:
     - name: {{ paths.sender_canonical }}
     - require:
       - file: postfix_relay-config-file-managed-main_cf
+{%- endif %}
+
+{%- if postfix_relay.redirect_all_to %}
+
+{#- postfix_relay:redirect_all_to (staging): envelope recipients replaced, originals in a header. #}
+postfix_relay-config-file-managed-redirect_recipients:
+  file.managed:
+    - name: {{ paths.redirect_recipients }}
+    - source: salt://{{ tplroot }}/files/default/redirect_recipients.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+    - require_in:
+      - file: postfix_relay-config-file-managed-main_cf
+
+postfix_relay-config-file-managed-redirect_headers:
+  file.managed:
+    - name: {{ paths.redirect_headers }}
+    - contents: |
+        # Managed by Salt (postfix_relay): keep each original recipient in a header.
+        /^(.+)$/ PREPEND X-Original-To: $1
+    - user: root
+    - group: root
+    - mode: '0644'
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+    - require_in:
+      - file: postfix_relay-config-file-managed-main_cf
+{%- else %}
+{%-   for name in ('redirect_recipients', 'redirect_headers') %}
+
+postfix_relay-config-file-absent-{{ name }}:
+  file.absent:
+    - name: {{ paths[name] }}
+    - require:
+      - file: postfix_relay-config-file-managed-main_cf
+{%-   endfor %}
 {%- endif %}

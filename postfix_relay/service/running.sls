@@ -17,18 +17,26 @@ postfix_relay-service-running-postfix:
     - reload: True
     - require:
       - file: postfix_relay-config-file-managed-main_cf
-      - file: postfix_relay-config-file-managed-sasl_passwd_db
       - cmd: postfix_relay-config-cmd-run-postalias
+{%- if postfix_relay.enabled %}
+      - file: postfix_relay-config-file-managed-sasl_passwd_db
+{%- endif %}
     - watch:
       - file: postfix_relay-config-file-managed-main_cf
       - file: postfix_relay-config-file-replace-master_cf-tlsproxy
-      - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
       - cmd: postfix_relay-config-cmd-run-postalias
+{%- if postfix_relay.enabled %}
+      - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
+{%- endif %}
 {%- if postfix_relay.routes %}
       - cmd: postfix_relay-config-cmd-run-postmap-sender_relay
 {%- endif %}
 {%- if postfix_relay.sender_canonical %}
       - file: postfix_relay-config-file-managed-sender_canonical
+{%- endif %}
+{%- if postfix_relay.redirect_all_to %}
+      - file: postfix_relay-config-file-managed-redirect_recipients
+      - file: postfix_relay-config-file-managed-redirect_headers
 {%- endif %}
 
 {#- inet_interfaces and friends are read at start only: restart on change. #}
@@ -40,6 +48,49 @@ postfix_relay-service-running-postfix-restart:
     - watch:
       - file: postfix_relay-config-file-managed-restart_marker
 
+{%- if postfix_relay.redirect_all_to %}
+
+{#- Mail queued before the redirect went through cleanup with its real
+    recipients: send it through cleanup again, so it is redirected too. #}
+postfix_relay-service-cmd-run-requeue:
+  cmd.run:
+    - name: sleep 1 && postsuper -r ALL
+    - require:
+      - service: postfix_relay-service-running-postfix
+    - require_in:
+      - cmd: postfix_relay-service-cmd-run-flush
+    - onchanges:
+      - file: postfix_relay-config-file-managed-redirect_recipients
+{%- endif %}
+
+{%- if not postfix_relay.enabled %}
+
+{#- Relaying disabled: what is already queued waits on hold too, so no flush can send it. #}
+postfix_relay-service-cmd-run-hold:
+  cmd.run:
+    - name: postsuper -h ALL
+    - require:
+      - service: postfix_relay-service-running-postfix
+    - require_in:
+      - cmd: postfix_relay-service-cmd-run-flush
+    - onchanges:
+      - file: postfix_relay-config-file-managed-mode
+{%- endif %}
+
+{%- if postfix_relay.enabled %}
+
+{#- Relaying enabled again: release what waited on hold while it was disabled. #}
+postfix_relay-service-cmd-run-release-hold:
+  cmd.run:
+    - name: postsuper -H ALL
+    - require:
+      - service: postfix_relay-service-running-postfix
+    - require_in:
+      - cmd: postfix_relay-service-cmd-run-flush
+    - onchanges:
+      - file: postfix_relay-config-file-managed-mode
+{%- endif %}
+
 {#- After new credentials or relay settings, send what waited in the deferred
     queue now, instead of at the next retry. #}
 postfix_relay-service-cmd-run-flush:
@@ -50,7 +101,9 @@ postfix_relay-service-cmd-run-flush:
       - service: postfix_relay-service-running-postfix-restart
     - onchanges:
       - file: postfix_relay-config-file-managed-main_cf
+{%- if postfix_relay.enabled %}
       - cmd: postfix_relay-config-cmd-run-postmap-sasl_passwd
+{%- endif %}
 {%- if postfix_relay.routes %}
       - cmd: postfix_relay-config-cmd-run-postmap-sender_relay
 {%- endif %}

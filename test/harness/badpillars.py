@@ -318,4 +318,14 @@ BAD_PILLARS = [
         },
         ["postfix_relay:routes:0:pasword is not a route key"],
     ),
+    (
+        "redirect-bad",
+        {"provider": "sendgrid", "password": "x", "redirect_all_to": "qa"},
+        ["postfix_relay:redirect_all_to must be an address"],
+    ),
+    (
+        "enabled-text",
+        {"provider": "sendgrid", "password": "x", "enabled": "no"},
+        ["postfix_relay:enabled must be true or false"],
+    ),
 ]

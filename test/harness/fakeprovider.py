@@ -139,7 +139,10 @@ class Provider:
             "message_id": headers.get("Message-ID", "").strip(),
             "subject": headers.get("Subject", ""),
             "from_header": headers.get("From", ""),
-            "headers": {k: v for k, v in headers.items() if k.lower().startswith("x-")},
+            "to_header": headers.get("To", ""),
+            "cc_header": headers.get("Cc", ""),
+            # X- headers, every value (X-Original-To appears once per original recipient).
+            "headers": {k: headers.get_all(k) for k in dict.fromkeys(headers.keys()) if k.lower().startswith("x-")},
             "size": len(envelope.original_content or b""),
             "auth_user_sha256": getattr(session, "auth_user_sha256", None),
             "peer": str(session.peer),

@@ -257,6 +257,9 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/sender_relay",
         "/etc/postfix/sender_relay.db",
         "/etc/postfix/sender_canonical",
+        "/etc/postfix/redirect_recipients",
+        "/etc/postfix/redirect_headers",
+        "/etc/postfix/postfix_relay.mode",
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
     }

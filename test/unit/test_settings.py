@@ -507,3 +507,32 @@ def test_routes_maps_and_credentials():
 def test_no_optional_feature_no_extra_parameters():
     cf = main_cf(BASE["sendgrid"])
     assert not {"sender_canonical_maps", "sender_dependent_relayhost_maps"} & set(cf)
+
+
+# --------------------------------------------------------------------------
+# Environments: redirect_all_to and enabled: false
+# --------------------------------------------------------------------------
+def test_redirect_all_to_rules_and_parameters():
+    s = resolve({**BASE["mailgun"], "redirect_all_to": ["QA@example.com", "qa2@example.com"]})
+    assert s["main_cf"]["virtual_alias_maps"] == "regexp:/etc/postfix/redirect_recipients"
+    assert s["main_cf"]["smtpd_recipient_restrictions"] == (
+        "check_recipient_access regexp:/etc/postfix/redirect_headers"
+    )
+    assert s["redirect_recipients"] == [
+        [r"/^qa@example\.com$/", "qa@example.com"],
+        [r"/^qa2@example\.com$/", "qa2@example.com"],
+        ["/./", "qa@example.com, qa2@example.com"],
+    ]
+
+
+def test_disabled_needs_no_provider_and_holds_everything():
+    for pillar in ({"enabled": False}, {**BASE["sendgrid"], "enabled": False}):
+        s = resolve(pillar)
+        assert s["enabled"] is False and s["sasl"] is None
+        assert s["main_cf"]["header_checks"] == "static:HOLD"
+        assert s["main_cf"]["defer_transports"] == "smtp, relay"
+        # Accepted and held, not refused: no retry/error default transport here.
+        assert "relayhost" not in s["main_cf"] and "default_transport" not in s["main_cf"]
+        assert s["main_cf"]["inet_interfaces"] == "loopback-only"
+        assert SECRET not in repr(s)
+    assert resolve(BASE["sendgrid"])["enabled"] is True
