@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
@@ -51,6 +52,11 @@ class Fleet:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     spec: ProviderSpec = field(default_factory=load_provider_spec)
     progress: bool = True
+    pillar_dir: Path = PILLAR_DIR
+    # More fake providers (name -> spec), each in a container of its own.
+    extra_providers: dict[str, ProviderSpec] = field(default_factory=dict)
+    # Extra grains per minion (e.g. {"staging1": {"environment": "staging"}}).
+    grains: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
         self.ca = TestCA()
@@ -117,8 +123,15 @@ class Fleet:
             self.cname("provider"), image, hostname="provider.example.test", run_id=self.run_id, extra=run
         )
         provider.deploy(self.provider, self.ca, self.spec, listen="0.0.0.0")
-        provider_ip = self._ip(self.provider)
-        self.say(f"fake provider {self.spec.host}:{self.spec.port} ({self.spec.tls}) at {provider_ip}")
+        hosts = {self.spec.host: self._ip(self.provider)}
+        self.say(f"fake provider {self.spec.host}:{self.spec.port} ({self.spec.tls}) at {hosts[self.spec.host]}")
+        for key, spec in self.extra_providers.items():
+            container = self.containers[f"provider-{key}"] = Container.run_systemd(
+                self.cname(f"provider-{key}"), image, hostname=f"{key}.example.test", run_id=self.run_id, extra=run
+            )
+            provider.deploy(container, self.ca, spec, listen="0.0.0.0")
+            hosts[spec.host] = self._ip(container)
+            self.say(f"fake provider {spec.host}:{spec.port} ({spec.tls}) at {hosts[spec.host]}")
 
         master = self.containers["master"] = Container.run_systemd(
             self.cname("master"), image, hostname="salt.example.test", run_id=self.run_id,
@@ -128,22 +141,22 @@ class Fleet:
         master.put(REPO / "postfix_relay", "/srv/formulas/postfix_relay/postfix_relay")
         master.put(REPO / "_modules", "/srv/formulas/postfix_relay/_modules")
         master.write("/srv/salt/top.sls", STATE_TOP)
-        for path in sorted(PILLAR_DIR.glob("*.sls")):
-            master.write(f"/srv/pillar/{path.name}", path.read_text(), mode="0600")
+        for path in sorted(self.pillar_dir.rglob("*.sls")):
+            master.write(f"/srv/pillar/{path.relative_to(self.pillar_dir)}", path.read_text(), mode="0600")
         master.exec("systemd-run", "--unit=salt-master", "/opt/salt/bin/salt-master")
         self.say("salt-master started")
 
         for name, roles in self.minions.items():
             m = self.containers[name] = Container.run_systemd(
                 self.cname(name), image, hostname=f"{name}.example.test", run_id=self.run_id,
-                extra=[*run, "--add-host", f"{self.spec.host}:{provider_ip}"],
+                extra=[*run, *(f"--add-host={host}:{ip}" for host, ip in hosts.items())],
             )  # fmt: skip
             # The default bridge, for apt only, until cut_off().
             docker("network", "connect", "bridge", m.name)
             provider.trust_ca(m, self.ca)
             m.write(
                 "/etc/salt/minion",
-                yaml.safe_dump({"master": "salt", "id": name, "grains": {"roles": roles}}),
+                yaml.safe_dump({"master": "salt", "id": name, "grains": {"roles": roles, **self.grains.get(name, {})}}),
             )
             m.put(APP_DIR, APP_ROOT)
             m.exec("systemd-run", "--unit=salt-minion", "/opt/salt/bin/salt-minion")
@@ -193,10 +206,12 @@ class Fleet:
             check=False, timeout=180,
         )  # fmt: skip
 
-    def wait_for_message(self, message_id: str, timeout: float = 90) -> dict | None:
+    def wait_for_message(self, message_id: str, timeout: float = 90, provider_key: str | None = None) -> dict | None:
+        """The provider's record of ``message_id`` (the main provider, or ``provider_key``'s)."""
+        container = self.provider if provider_key is None else self.containers[f"provider-{provider_key}"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for event in provider.events(self.provider):
+            for event in provider.events(container):
                 if event["event"] == "message" and event["message_id"] == message_id:
                     return event
             time.sleep(1)
