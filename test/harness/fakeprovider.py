@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -73,37 +74,22 @@ class RecordingSMTP(SMTP):
         peer = self.session.peer if self.session else None
         self.events.write("command", verb=verb, arg=shown[:200], peer=str(peer), **tls_info(self.transport))
 
-    async def smtp_EHLO(self, arg):
-        self._record("EHLO", arg)
-        return await super().smtp_EHLO(arg)
 
-    async def smtp_HELO(self, arg):
-        self._record("HELO", arg)
-        return await super().smtp_HELO(arg)
+def _recording(verb: str):
+    """smtp_<VERB> that logs the command, then lets aiosmtpd handle it."""
 
-    async def smtp_STARTTLS(self, arg):
-        self._record("STARTTLS", arg)
-        return await super().smtp_STARTTLS(arg)
+    original = getattr(SMTP, f"smtp_{verb}")
 
-    async def smtp_AUTH(self, arg):
-        self._record("AUTH", arg)
-        return await super().smtp_AUTH(arg)
+    @functools.wraps(original)  # keeps aiosmtpd's syntax/help attributes
+    async def handler(self, arg):
+        self._record(verb, arg)
+        return await original(self, arg)
 
-    async def smtp_MAIL(self, arg):
-        self._record("MAIL", arg)
-        return await super().smtp_MAIL(arg)
+    return handler
 
-    async def smtp_RCPT(self, arg):
-        self._record("RCPT", arg)
-        return await super().smtp_RCPT(arg)
 
-    async def smtp_DATA(self, arg):
-        self._record("DATA", arg)
-        return await super().smtp_DATA(arg)
-
-    async def smtp_QUIT(self, arg):
-        self._record("QUIT", arg)
-        return await super().smtp_QUIT(arg)
+for _verb in ("EHLO", "HELO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"):
+    setattr(RecordingSMTP, f"smtp_{_verb}", _recording(_verb))
 
 
 class Provider:
@@ -175,7 +161,10 @@ async def serve(config: dict[str, Any]) -> None:
             hostname=config["hostname"],
             ident="fake provider (postfix_relay tests)",
             tls_context=context if mode == "starttls" else None,
-            require_starttls=mode == "starttls",
+            # Not require_starttls: aiosmtpd would refuse commands before TLS without
+            # dispatching them, so they would go unrecorded. AUTH still needs TLS
+            # (auth_require_tls) and MAIL needs AUTH (auth_required).
+            require_starttls=False,
             authenticator=provider.authenticate,
             auth_required=True,
             # Implicit TLS is TLS from the first byte: AUTH is offered at once.
