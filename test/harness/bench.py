@@ -29,9 +29,10 @@ from harness.formula import REPO
 from harness.relay import SUBMIT, Relay, converged_relay
 
 # SendGrid's Postfix guide, as our pillar expresses it: TLS "encrypt" (no
-# certificate check) and none of our connection reuse.
+# certificate check), none of our connection reuse, Postfix's concurrency (20).
 BASELINE = {
     "tls_verify": False,
+    "concurrency": 20,
     "main_cf": {"smtp_tls_connection_reuse": "no", "smtp_connection_cache_destinations": None},
 }
 

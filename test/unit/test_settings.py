@@ -405,10 +405,10 @@ def test_tls_connection_reuse_to_the_relayhost():
 @pytest.mark.parametrize(
     ("pillar", "expected"),
     [
-        ({}, {"smtp_destination_concurrency_limit": "20"}),
+        ({}, {"smtp_destination_concurrency_limit": "10"}),
         ({"concurrency": 5}, {"smtp_destination_concurrency_limit": "5"}),
-        ({"rate_per_second": 1}, {"smtp_destination_concurrency_limit": "20", "smtp_destination_rate_delay": "1s"}),
-        ({"rate_per_second": 0.2}, {"smtp_destination_concurrency_limit": "20", "smtp_destination_rate_delay": "5s"}),
+        ({"rate_per_second": 1}, {"smtp_destination_concurrency_limit": "10", "smtp_destination_rate_delay": "1s"}),
+        ({"rate_per_second": 0.2}, {"smtp_destination_concurrency_limit": "10", "smtp_destination_rate_delay": "5s"}),
     ],
 )
 def test_pacing_knobs(pillar, expected):
