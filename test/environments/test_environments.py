@@ -41,13 +41,7 @@ def staging():
 
 
 def _messages(relay, message_id: str, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [e for e in provider.events(relay.c) if e["event"] == "message" and e["message_id"] == message_id]
-        if found:
-            return found
-        time.sleep(0.5)
-    return []
+    return provider.wait_for_messages(relay.c, message_id, timeout=timeout)
 
 
 def test_real_recipients_replaced_originals_in_header(staging):

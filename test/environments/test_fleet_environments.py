@@ -7,10 +7,9 @@ providers, each accepting only its own credentials.
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 import yaml
+from harness.fakeprovider import sha256
 from harness.fleet import Fleet
 from harness.formula import REPO
 from harness.provider import ProviderSpec
@@ -41,10 +40,6 @@ def fleet():
     f.down()
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def test_one_apply_each_environment_gets_its_own_settings(fleet):
     rc, data, out = fleet.salt("-G", "roles:web", "state.apply", "postfix_relay")
     assert rc == 0, out
@@ -73,7 +68,7 @@ def test_each_environment_relays_through_its_own_provider(fleet, minion, provide
     msg = fleet.wait_for_message(result["message_id"], timeout=10, provider_key=provider_key)
     assert msg, f"{minion}'s mail did not reach its own provider"
     assert msg["rcpt_tos"] == delivered_to
-    assert msg["tls"] is True and msg["auth_user_sha256"] == _sha(spec.username)
+    assert msg["tls"] is True and msg["auth_user_sha256"] == sha256(spec.username)
     other = "staging" if provider_key is None else None
     assert fleet.wait_for_message(result["message_id"], timeout=1, provider_key=other) is None
     if minion == "staging1":

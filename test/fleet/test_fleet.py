@@ -8,13 +8,13 @@ mode (Django -> provider, same pillar).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 
 import pytest
 from harness import provider
 from harness.docker import docker
+from harness.fakeprovider import sha256
 from harness.fleet import Fleet
 
 ENV_FILE = "/etc/relayapp/email.env"
@@ -26,10 +26,6 @@ def fleet():
     f = Fleet(name="fleettest").up()
     yield f
     f.down()
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _assert_applied(rc, data, out, minion, secret):
@@ -99,7 +95,7 @@ def test_django_send_mail_relays_through_postfix(fleet, minion):
     assert msg["mail_from"] == "noreply@example.com"
     assert sorted(msg["rcpt_tos"]) == sorted(RECIPIENTS)
     assert msg["subject"] == subject
-    assert msg["tls"] is True and msg["auth_user_sha256"] == _sha(fleet.spec.username)
+    assert msg["tls"] is True and msg["auth_user_sha256"] == sha256(fleet.spec.username)
     # Relayed by the minion's Postfix: its log names the delivery.
     log = fleet.minion(minion).exec("journalctl", "-u", "postfix*", "--no-pager").stdout
     assert "status=sent" in log and f"relay={fleet.spec.host}" in log
@@ -124,7 +120,7 @@ def test_django_direct_mode_from_the_same_pillar(fleet):
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["email_host"] == fleet.spec.host and report["use_tls"] is True and report["use_ssl"] is False
     msg = fleet.wait_for_message(message_id, timeout=30)
-    assert msg and msg["tls"] is True and msg["auth_user_sha256"] == _sha(fleet.spec.username)
+    assert msg and msg["tls"] is True and msg["auth_user_sha256"] == sha256(fleet.spec.username)
     assert sorted(msg["rcpt_tos"]) == sorted(RECIPIENTS)
     # Django talked to the provider itself: the local Postfix delivered nothing new.
     assert web.exec("journalctl", "-u", "postfix*", "--no-pager").stdout.count("status=sent") == queued_before

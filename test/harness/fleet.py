@@ -209,13 +209,8 @@ class Fleet:
     def wait_for_message(self, message_id: str, timeout: float = 90, provider_key: str | None = None) -> dict | None:
         """The provider's record of ``message_id`` (the main provider, or ``provider_key``'s)."""
         container = self.provider if provider_key is None else self.containers[f"provider-{provider_key}"]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in provider.events(container):
-                if event["event"] == "message" and event["message_id"] == message_id:
-                    return event
-            time.sleep(1)
-        return None
+        found = provider.wait_for_messages(container, message_id, timeout=timeout)
+        return found[0] if found else None
 
     def down(self) -> None:
         for container in self.containers.values():

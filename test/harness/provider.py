@@ -103,6 +103,18 @@ def stop(container: Container, unit: str = "fakeprovider") -> None:
     container.exec("systemctl", "stop", unit, check=False)
 
 
+def wait_for_messages(
+    container: Container, message_id: str, *, unit: str = "fakeprovider", timeout: float = 60
+) -> list[dict]:
+    """Every copy of ``message_id`` the provider received, as soon as one arrived ([] on timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in events(container, unit) if e["event"] == "message" and e["message_id"] == message_id]
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.5)
+
+
 def events_path(unit: str = "fakeprovider") -> str:
     """Each provider unit logs to its own file; the default one to EVENTS."""
     return EVENTS if unit == "fakeprovider" else f"/var/lib/fakeprovider/{unit}-events.jsonl"

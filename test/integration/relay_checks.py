@@ -7,19 +7,15 @@ that suite's expectations (see conftest.py).  A message is really sent:
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 
+from harness.fakeprovider import sha256
 from suites import PILLAR_SOURCE, SMTP_SEND, events
 
 
 def _postconf(host, name: str) -> str:
     return host.check_output("postconf -h %s", name)
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def test_packages_installed(host):
@@ -91,13 +87,13 @@ def test_message_arrives_at_provider_over_tls_authenticated(host, suite):
     assert arrived, f"message never reached the fake provider.\nqueue:\n{queue}\nlog:\n{log}"
     msg = arrived[0]
     assert msg["tls"] is True and msg["tls_version"] in ("TLSv1.2", "TLSv1.3")
-    assert msg["auth_user_sha256"] == _sha256(suite.username)
+    assert msg["auth_user_sha256"] == sha256(suite.username)
     assert msg["mail_from"] == "app@web.example.com"
     assert msg["rcpt_tos"] == ["customer@example.org"]
     assert msg["subject"] == subject
     auths = [e for e in events(host) if e["event"] == "auth"]
     assert auths and all(a["tls"] for a in auths), "AUTH seen outside TLS"
-    assert any(a["ok"] and a["user_sha256"] == _sha256(suite.username) for a in auths)
+    assert any(a["ok"] and a["user_sha256"] == sha256(suite.username) for a in auths)
     # Delivered, not just attempted: the queue is empty again.
     assert "Mail queue is empty" in queue
 

@@ -7,23 +7,18 @@ each checking its own credentials.
 
 from __future__ import annotations
 
-import hashlib
-import time
 import uuid
 
 import pytest
 import yaml
 from harness import provider
+from harness.fakeprovider import sha256
 from harness.formula import REPO
 from harness.relay import converged_relay
 
 PILLAR = REPO / "test" / "salt" / "pillar" / "operations.sls"
 ROUTE_UNIT = "fakeprovider-marketing"
 ROUTE_ADDR = "127.0.0.3"
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +34,8 @@ def ops():
 
 
 def _wait(relay, message_id: str, unit: str = "fakeprovider", timeout: float = 60) -> dict | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in provider.events(relay.c, unit):
-            if event["event"] == "message" and event["message_id"] == message_id:
-                return event
-        time.sleep(0.5)
-    return None
+    found = provider.wait_for_messages(relay.c, message_id, unit=unit, timeout=timeout)
+    return found[0] if found else None
 
 
 def _sendmail(relay, *, sender_flag: str | None, to: str, subject: str, user: str = "root") -> str:
@@ -62,7 +52,7 @@ def test_cron_mail_from_root_leaves_with_the_verified_sender(ops):
     assert msg, "cron-style mail never reached the provider"
     assert msg["mail_from"] == "noreply@example.com"
     assert "noreply@example.com" in msg["from_header"] and "root@" not in msg["from_header"]
-    assert msg["auth_user_sha256"] == _sha(ops.spec.username)
+    assert msg["auth_user_sha256"] == sha256(ops.spec.username)
 
 
 def test_local_user_mapped_to_its_own_sender(ops):
@@ -89,12 +79,12 @@ def test_marketing_sender_goes_through_its_own_provider(ops):
     msg = _wait(ops, marketing, unit=ROUTE_UNIT)
     assert msg, "the marketing route's provider never saw the message"
     assert msg["mail_from"] == "news@marketing.example.com"
-    assert msg["tls"] is True and msg["auth_user_sha256"] == _sha("apikey")
+    assert msg["tls"] is True and msg["auth_user_sha256"] == sha256("apikey")
     assert _wait(ops, marketing, timeout=1) is None, "the main provider saw it too"
     # Everything else still goes through the main route, with its own credentials.
     other = _sendmail(ops, sender_flag="billing@example.com", to="customer@example.org", subject="receipt")
     msg = _wait(ops, other)
-    assert msg and msg["auth_user_sha256"] == _sha(ops.spec.username)
+    assert msg and msg["auth_user_sha256"] == sha256(ops.spec.username)
     assert _wait(ops, other, unit=ROUTE_UNIT, timeout=1) is None
 
 
