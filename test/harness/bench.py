@@ -37,12 +37,41 @@ BASELINE = {
 }
 
 
+PROBE = "/opt/faults/cpuprobe.py"
+
+
 def _now(relay: Relay) -> float:
     return float(relay.c.exec("date", "+%s.%N").stdout)
 
 
+def _cpu(relay: Relay) -> dict[str, float]:
+    return json.loads(relay.c.exec("python3", PROBE).stdout)
+
+
+def cpu_profile(before: dict, after: dict, submitter_seconds: float, count: int) -> dict:
+    """CPU milliseconds per message by component, and how busy the machine was: where the time goes."""
+    per = {key: (after[key] - before.get(key, 0)) * 1000 / count for key in after}
+    profile = {
+        "postfix": per["postfix"],
+        "journald": per["journald"],
+        "provider": per["provider"],
+        "submitter": submitter_seconds * 1000 / count,
+        "machine": per["machine_busy"],
+    }
+    profile["rest"] = profile["machine"] - sum(profile[k] for k in ("postfix", "journald", "provider", "submitter"))
+    out: dict = {k: round(v, 3) for k, v in profile.items()}
+    out["postfix_daemons"] = {
+        k.split(":", 1)[1]: round(v, 3)
+        for k, v in sorted(per.items(), key=lambda kv: -kv[1])
+        if k.startswith("postfix:") and v >= 0.005
+    }
+    out["machine_busy_percent"] = round(100 * per["machine_busy"] / per["machine_total"], 1)
+    return out
+
+
 def measure(relay: Relay, label: str, count: int, clients: int, direct: bool = False) -> dict:
     prefix = f"{label}-{int(time.time())}"
+    cpu_before = _cpu(relay)
     start = _now(relay)
     mark = len(provider.events(relay.c))
     cmd = ["python3", SUBMIT, f"--prefix={prefix}", f"--count={count}", f"--clients={clients}"]
@@ -54,6 +83,7 @@ def measure(relay: Relay, label: str, count: int, clients: int, direct: bool = F
         proc = relay.c.exec(*cmd, timeout=1800)
     submitted = json.loads(proc.stdout.strip().splitlines()[-1])
     seen = relay.wait_arrived(prefix, count, timeout=1800)
+    cpu_after = _cpu(relay)
     window = provider.events(relay.c)[mark:]
     arrivals = [e["ts"] for e in window if e["event"] == "message" and e["message_id"].startswith(f"<{prefix}-")]
     elapsed = max(arrivals) - start
@@ -69,10 +99,19 @@ def measure(relay: Relay, label: str, count: int, clients: int, direct: bool = F
         "submit_seconds": submitted["seconds"],
         "handshakes_per_1000": round(handshakes * 1000 / count, 1),
         "auths_per_1000": round(auths * 1000 / count, 1),
+        "cpu_ms_per_message": cpu_profile(cpu_before, cpu_after, submitted["cpu_seconds"], count),
     }
     print(
         f"  {label:9} {result['per_second']:>8} msg/s  {result['handshakes_per_1000']:>7} TLS handshakes "
         f"and {result['auths_per_1000']:>7} AUTHs per 1,000  ({count} messages, {result['seconds']} s)",
+        flush=True,
+    )
+    cpu = result["cpu_ms_per_message"]
+    daemons = ", ".join(f"{k} {v}" for k, v in list(cpu["postfix_daemons"].items())[:6])
+    print(
+        f"  {'':9} CPU ms per message: postfix {cpu['postfix']} ({daemons}), journald {cpu['journald']}, "
+        f"provider {cpu['provider']}, submitter {cpu['submitter']}, machine {cpu['machine']} "
+        f"({cpu['machine_busy_percent']}% busy)",
         flush=True,
     )
     return result
@@ -115,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         results["P4_noop_converge"] = {"seconds": c2["seconds"], "changes": len(c2["changed"])}
         print(f"  P3 first converge {c1['seconds']} s ({len(c1['changed'])} changes)", flush=True)
         print(f"  P4 no-op re-converge {c2['seconds']} s ({len(c2['changed'])} changes)", flush=True)
+        relay.c.put(REPO / "test" / "harness" / "cpuprobe.py", PROBE)
         results["direct"] = measure(relay, "direct", args.messages, args.clients, direct=True)
         results["ours"] = measure(relay, "ours", args.messages, args.clients)
         rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': BASELINE})}")
@@ -122,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
             print(out[-3000:], file=sys.stderr)
             return 1
         results["baseline"] = measure(relay, "baseline", args.messages, args.clients)
-        top = relay.c.exec("sh", "-c", "ps -o comm,time -C python3,smtp,tlsproxy,smtpd,cleanup,qmgr").stdout
-        results["cpu_time_by_process"] = top
     sizes = [int(s) for s in args.fleet.split(",") if s.strip()]
     results["P5_fleet"] = fleet_converge(sizes) if sizes else []
 
