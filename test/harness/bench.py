@@ -139,6 +139,28 @@ def fleet_converge(sizes: list[int]) -> list[dict]:
     return rows
 
 
+def print_profile(results: dict) -> None:
+    """Where the time goes: CPU per message by component, and the rate the CPU alone would allow."""
+    cores = results["cores"]
+    print(f"\n==> where the time goes: CPU ms per message ({cores} cores shared by everything below)")
+    print(
+        f"  {'':9} {'postfix':>8} {'journald':>8} {'provider':>8} {'clients':>8} {'rest':>6} {'total':>6} {'busy':>5}  cap"
+    )
+    for label in ("direct", "ours", "baseline"):
+        cpu = results[label]["cpu_ms_per_message"]
+        cap = cores * 1000 / cpu["machine"] if cpu["machine"] else float("inf")
+        results[label]["cpu_bound_cap_per_second"] = round(cap)
+        print(
+            f"  {label:9} {cpu['postfix']:>8} {cpu['journald']:>8} {cpu['provider']:>8} {cpu['submitter']:>8} "
+            f"{cpu['rest']:>6.2f} {cpu['machine']:>6.2f} {cpu['machine_busy_percent']:>4.0f}%  {cap:.0f} msg/s"
+        )
+    print(
+        "  cap = cores / total: the rate at which this machine's CPU is used up; a run near 100% busy is\n"
+        "  CPU-bound, one well below it is bound by round trips (the clients and the provider are single\n"
+        "  Python processes).  rest = the kernel, Docker and everything else on the machine."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000)
@@ -155,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  P3 first converge {c1['seconds']} s ({len(c1['changed'])} changes)", flush=True)
         print(f"  P4 no-op re-converge {c2['seconds']} s ({len(c2['changed'])} changes)", flush=True)
         relay.c.put(REPO / "test" / "harness" / "cpuprobe.py", PROBE)
+        results["cores"] = int(relay.c.exec("nproc").stdout)
         results["direct"] = measure(relay, "direct", args.messages, args.clients, direct=True)
         results["ours"] = measure(relay, "ours", args.messages, args.clients)
         rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': BASELINE})}")
@@ -183,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  P4 no-op changes       {results['P4_noop_converge']['changes']:>6}   [0]")
     if r["P5_8_to_1"] is not None:
         print(f"  P5 largest fleet / 1   {r['P5_8_to_1']:>6}   [<= 2.5 for 8]")
+    print_profile(results)
     with open(args.json, "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     print(f"==> written {args.json}")

@@ -98,6 +98,31 @@ def test_message_arrives_at_provider_over_tls_authenticated(host, suite):
     assert "Mail queue is empty" in queue
 
 
+def test_a_trickle_of_mail_reuses_one_tls_connection(host, suite):
+    """A web app's steady trickle: each message sent once the previous one arrived, all over one
+    TLS connection and one AUTH (Postfix keeps an idle connection to the provider for 2 s).
+
+    Regression: with ``smtp_connection_cache_destinations = $relayhost`` ([host]:port, which Postfix
+    never matches) connections were cached only while mail queued up, so each message here paid a
+    new TCP + TLS handshake + AUTH.
+    """
+    mark = len(events(host))
+    for i in range(8):
+        message_id = f"<trickle{i}.{uuid.uuid4().hex}@kitchen.postfix-relay.test>"
+        out = host.run("/usr/bin/python3 -c %s %s %s", SMTP_SEND, message_id, f"{suite.name} trickle")
+        assert out.rc == 0 and "submitted" in out.stdout, out.stderr
+        deadline = time.monotonic() + 30
+        while not any(e.get("message_id") == message_id for e in events(host)[mark:]):
+            assert time.monotonic() < deadline, f"message {i} of the trickle never arrived"
+            time.sleep(0.1)
+    window = events(host)[mark:]
+    messages = [e for e in window if e["event"] == "message"]
+    assert len(messages) == 8 and all(m["tls"] and m["auth_user_sha256"] == sha256(suite.username) for m in messages)
+    auths = [e for e in window if e["event"] == "auth"]
+    # 0 when the previous check's connection was still cached, else 1; 8 without reuse.
+    assert len(auths) <= 1, f"{len(auths)} AUTHs for 8 messages: TLS connections to the provider are not reused"
+
+
 def test_password_only_in_sasl_files_and_pillar_source(host, suite):
     """The literal secret, searched over the whole filesystem (converge output included)."""
     found = host.run(
