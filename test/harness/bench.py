@@ -13,7 +13,7 @@ P1 messages/s until the last one arrived; P2 TLS handshakes and AUTHs per 1,000
 messages; P3/P4 first converge and a no-op re-converge; P5 converge time of
 1, 2, 4 and 8 minions from one master.  Prints a table and writes JSON.
 
-    python -m harness.bench [--messages 2000] [--clients 4] [--fleet 1,2,4,8] [--json FILE]
+    python -m harness.bench [--messages 2000] [--clients 4] [--concurrency 10] [--fleet 1,2,4,8] [--json FILE]
 """
 
 from __future__ import annotations
@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="pillar concurrency for 'ours' (default: the formula's, 10)"
+    )
     parser.add_argument("--fleet", default="1,2,4,8", help="minion counts for P5; empty to skip")
     parser.add_argument("--json", default=str(REPO / "bench-results.json"))
     args = parser.parse_args(argv)
@@ -179,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
         relay.c.put(REPO / "test" / "harness" / "cpuprobe.py", PROBE)
         results["cores"] = int(relay.c.exec("nproc").stdout)
         results["direct"] = measure(relay, "direct", args.messages, args.clients, direct=True)
+        if args.concurrency is not None:
+            rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'concurrency': args.concurrency}})}")
+            if rc != 0:
+                print(out[-3000:], file=sys.stderr)
+                return 1
+        results["ours_concurrency"] = int(relay.c.exec("postconf", "-h", "smtp_destination_concurrency_limit").stdout)
         results["ours"] = measure(relay, "ours", args.messages, args.clients)
         rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': BASELINE})}")
         if rc != 0:
