@@ -109,6 +109,9 @@ PROVIDERS: dict[str, dict[str, Any]] = {
         "ports": {25: STARTTLS, 587: STARTTLS, 2587: STARTTLS, 465: IMPLICIT, 2465: IMPLICIT},
         "username": None,
         "main_cf": {},
+        # New accounts start in the sandbox: 1 message per second, 200 a day, verified
+        # recipients only.  Faster sends get "454 Throttling failure" (deferred, retried).
+        "sandbox": {"rate_per_second": 1},
     },
     "postmark": {
         "title": "Postmark",
@@ -208,6 +211,7 @@ PILLAR_KEYS = {
     "myhostname": "this host's fully qualified name",
     "concurrency": "parallel connections to the provider (1-100, default 10)",
     "rate_per_second": "at most this many messages per second, 1 or less (e.g. SES sandbox: 1)",
+    "sandbox": "ses: true while the account is in the SES sandbox (paces to its 1 message per second)",
     "main_cf": "extra main.cf parameters (name: value)",
     "allow_unsafe_overrides": "main.cf security parameters that main_cf may override",
     "django_env": "an env file with Django's EMAIL_* settings (path, mode, user, group)",
@@ -527,13 +531,19 @@ def _resolve_credentials(errors: _Errors, name: str, preset: dict, pillar: Mappi
     return rule.split(":", 1)[1], password
 
 
-def _resolve_pacing(errors: _Errors, preset: Mapping[str, Any], pillar: Mapping[str, Any]) -> dict[str, str]:
-    """``concurrency`` and ``rate_per_second`` as Postfix's per-destination limits.
+def _resolve_pacing(errors: _Errors, name: str, preset: Mapping[str, Any], pillar: Mapping[str, Any]) -> dict[str, str]:
+    """``concurrency``, ``rate_per_second`` and ``sandbox`` as Postfix's per-destination limits.
 
     Postfix paces with a delay between deliveries, which implies one
     connection at a time: rates above 1/s are had with ``concurrency`` alone.
+    ``sandbox: true`` takes the provider's sandbox rate from the catalogue.
     """
     out: dict[str, str] = {}
+    sandbox = _bool(errors, "sandbox", pillar.get("sandbox", False))
+    if sandbox and "sandbox" not in preset:
+        with_sandbox = ", ".join(n for n, p in PROVIDERS.items() if "sandbox" in p)
+        errors.add("sandbox", f"applies to providers with a sandbox rate limit ({with_sandbox}), not {name}")
+    default_rate = preset["sandbox"]["rate_per_second"] if sandbox and "sandbox" in preset else None
     # 10, not Postfix's 20: with TLS connection reuse 10 connections carry as much
     # (measured by make bench) with half the handshakes and AUTHs.
     concurrency = pillar.get("concurrency", preset.get("concurrency", DEFAULT_CONCURRENCY))
@@ -541,7 +551,7 @@ def _resolve_pacing(errors: _Errors, preset: Mapping[str, Any], pillar: Mapping[
         errors.add("concurrency", f"must be an integer from 1 to 100, got {concurrency!r}")
     else:
         out["smtp_destination_concurrency_limit"] = str(concurrency)
-    rate = pillar.get("rate_per_second")
+    rate = pillar.get("rate_per_second", default_rate)
     if rate is not None:
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
             errors.add(
@@ -630,7 +640,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             errors.add("myhostname", f"must be fully qualified (contain a dot), got {myhostname!r}")
     overrides = _resolve_main_cf_overrides(errors, pillar)
     django_env = _resolve_django_env(errors, pillar.get("django_env"))
-    pacing = _resolve_pacing(errors, preset, pillar)
+    pacing = _resolve_pacing(errors, name, preset, pillar)
     errors.raise_if_any()
 
     nexthop = route["nexthop"]

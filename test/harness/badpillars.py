@@ -236,6 +236,16 @@ BAD_PILLARS = [
         ["postfix_relay:rate_per_second must be a number above 0 and at most 1", "postfix_relay:concurrency"],
     ),
     (
+        "sandbox-not-ses",
+        {"provider": "sendgrid", "password": "x", "sandbox": True},
+        ["postfix_relay:sandbox applies to providers with a sandbox rate limit (ses), not sendgrid"],
+    ),
+    (
+        "sandbox-not-bool",
+        {"provider": "ses", "region": "eu-west-1", "username": "u", "password": "x", "sandbox": "yes"},
+        ["postfix_relay:sandbox must be true or false"],
+    ),
+    (
         "rate-zero",
         {"provider": "sendgrid", "password": "x", "rate_per_second": 0},
         ["postfix_relay:rate_per_second must be a number above 0"],

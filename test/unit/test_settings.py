@@ -410,6 +410,13 @@ def test_tls_connection_reuse_to_the_relayhost():
         ({"concurrency": 5}, {"smtp_destination_concurrency_limit": "5"}),
         ({"rate_per_second": 1}, {"smtp_destination_concurrency_limit": "10", "smtp_destination_rate_delay": "1s"}),
         ({"rate_per_second": 0.2}, {"smtp_destination_concurrency_limit": "10", "smtp_destination_rate_delay": "5s"}),
+        # The SES preset's sandbox rate (1/s); an explicit rate still wins.
+        ({"sandbox": True}, {"smtp_destination_concurrency_limit": "10", "smtp_destination_rate_delay": "1s"}),
+        (
+            {"sandbox": True, "rate_per_second": 0.5},
+            {"smtp_destination_concurrency_limit": "10", "smtp_destination_rate_delay": "2s"},
+        ),
+        ({"sandbox": False}, {"smtp_destination_concurrency_limit": "10"}),
     ],
 )
 def test_pacing_knobs(pillar, expected):

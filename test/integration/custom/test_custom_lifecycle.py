@@ -7,6 +7,7 @@ command line.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from suites import PILLAR_SOURCE, SMTP_SEND, changed_ids, events, master_pid, salt_apply
@@ -86,6 +87,28 @@ def test_password_rotation_never_shows_either_password(host, suite):
     assert host.check_output("postmap -q %s hash:/etc/postfix/sasl_passwd", suite.nexthop).endswith(
         ":" + suite.password
     )
+
+
+def test_rate_per_second_spaces_deliveries(host):
+    """rate_per_second: 1 (what sandbox: true sets for SES): a burst leaves one message per second."""
+    rc, _, out = salt_apply(host, pillar={"postfix_relay": {"rate_per_second": 1}})
+    assert rc == 0, out
+    assert host.check_output("postconf -h smtp_destination_rate_delay") == "1s"
+    ids = [f"<paced-{i}-{time.time_ns()}@kitchen.test>" for i in range(4)]
+    for message_id in ids:
+        assert host.run("/usr/bin/python3 -c %s %s %s", SMTP_SEND, message_id, "paced").rc == 0
+    deadline = time.monotonic() + 60
+    arrived: dict[str, float] = {}
+    while time.monotonic() < deadline and len(arrived) < len(ids):
+        time.sleep(1)
+        arrived = {e["message_id"]: e["ts"] for e in events(host) if e.get("message_id") in ids}
+    assert len(arrived) == len(ids), f"only {len(arrived)} of {len(ids)} paced messages arrived"
+    times = sorted(arrived.values())
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.9, f"deliveries not spaced by the 1 s rate delay: gaps {gaps}"
+    rc, _, out = salt_apply(host)  # back to the suite pillar: no delay
+    assert rc == 0, out
+    assert "smtp_destination_rate_delay" not in host.check_output("postconf -n")
 
 
 def test_clean_removes_credentials_and_relay_keeps_local_postfix(host, suite):
