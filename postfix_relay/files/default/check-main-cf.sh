@@ -9,6 +9,9 @@ candidate=$1
 dir=$(mktemp -d) || exit 1
 trap 'rm -rf "$dir"' EXIT
 cp "$candidate" "$dir/main.cf" && cp /etc/postfix/master.cf "$dir/master.cf" || exit 1
+# Postfix waits until main.cf is about 2 s old before reading it (in case an
+# editor is still writing it); these private copies are complete, so age them.
+touch -d '-1 minute' "$dir/main.cf" "$dir/master.cf" || exit 1
 postconf -c "$dir" -n >/dev/null 2>"$dir/stderr"
 rc=$?
 if [ "$rc" -ne 0 ] || grep -q 'warning:' "$dir/stderr"; then
