@@ -1116,6 +1116,8 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "aliases": ALIASES,
             "aliases_db": ALIASES + DB_SUFFIX[db_type],
             "restart_marker": f"{CONFIG_DIR}/postfix_relay.restart",
+            # Written once when master starts (a reload leaves it alone): its age is the master's.
+            "master_pid": "/var/spool/postfix/pid/master.pid",
             "sender_relay": f"{CONFIG_DIR}/sender_relay",
             "sender_relay_db": f"{CONFIG_DIR}/sender_relay" + DB_SUFFIX[db_type],
             "sender_canonical": f"{CONFIG_DIR}/sender_canonical",

@@ -39,13 +39,18 @@ postfix_relay-service-running-postfix:
       - file: postfix_relay-config-file-managed-redirect_headers
 {%- endif %}
 
-{#- inet_interfaces and friends are read at start only: restart on change. #}
-postfix_relay-service-running-postfix-restart:
-  service.running:
-    - name: {{ postfix_relay.service }}
+{#- inet_interfaces and friends are read at start only.  Restart when the running
+    master is older than the listener settings in the restart marker: after they
+    changed, also when an earlier run changed them and then failed.  A master
+    started after the marker (a fresh install) is not restarted again. #}
+postfix_relay-service-module-run-restart:
+  module.run:
+    - service.restart:
+      - name: {{ postfix_relay.service }}
+    - onlyif:
+      - test {{ postfix_relay.paths.master_pid }} -ot {{ postfix_relay.paths.restart_marker }}
     - require:
       - service: postfix_relay-service-running-postfix
-    - watch:
       - file: postfix_relay-config-file-managed-restart_marker
 
 {%- if postfix_relay.redirect_all_to %}
@@ -98,7 +103,7 @@ postfix_relay-service-cmd-run-flush:
     - name: postqueue -f
     - require:
       - service: postfix_relay-service-running-postfix
-      - service: postfix_relay-service-running-postfix-restart
+      - module: postfix_relay-service-module-run-restart
     - onchanges:
       - file: postfix_relay-config-file-managed-main_cf
 {%- if postfix_relay.enabled %}

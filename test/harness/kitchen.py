@@ -187,6 +187,7 @@ class Run:
         proc = subprocess.run(
             [
                 sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no",
+                "--log-level=INFO",  # testinfra logs every command at DEBUG: keep failures readable
                 f"--hosts=docker://{container.name}", f"test/integration/{inst.suite}",
             ],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False,

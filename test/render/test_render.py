@@ -120,9 +120,10 @@ def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
         "postfix_relay-config-cmd-run-postalias",
     }
-    restart = _state_args(rendered["show"], "postfix_relay-service-running-postfix-restart")
-    assert "reload" not in restart
-    assert restart["watch"] == [{"file": "postfix_relay-config-file-managed-restart_marker"}]
+    restart = _state_args(rendered["show"], "postfix_relay-service-module-run-restart")
+    assert restart["service.restart"] == [{"name": "postfix"}]
+    # Only when the running master predates the listener settings (self-healing, no restart after a fresh start).
+    assert restart["onlyif"] == ["test /var/spool/postfix/pid/master.pid -ot /etc/postfix/postfix_relay.restart"]
 
 
 def test_packages_per_os(rendered):

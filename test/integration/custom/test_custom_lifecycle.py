@@ -60,6 +60,23 @@ def test_listener_change_restarts(host):
     assert listening == ["tcp://127.0.0.1:25"]
 
 
+def test_restart_heals_a_master_older_than_its_listener_settings(host):
+    """A run that changed inet_interfaces and died before the restart leaves the marker newer
+    than the master: the next apply restarts, once, though nothing changes any more."""
+    rc, _, out = salt_apply(host)  # back to the suite pillar (restarts: the listener changed)
+    assert rc == 0, out
+    host.check_output("touch /etc/postfix/postfix_relay.restart")  # as if the restart had not happened
+    pid = master_pid(host)
+    rc, states, out = salt_apply(host)
+    assert rc == 0, out
+    assert changed_ids(states) == {"postfix_relay-service-module-run-restart"}
+    assert master_pid(host) != pid
+    pid = master_pid(host)
+    rc, states, out = salt_apply(host)
+    assert rc == 0 and changed_ids(states) == set(), out
+    assert master_pid(host) == pid, "restarted again though the master is newer than the marker"
+
+
 def test_rejected_main_cf_never_replaces_the_working_one(host):
     rc, states, out = salt_apply(host)  # back to the suite pillar
     assert rc == 0, out
@@ -105,7 +122,9 @@ def test_rate_per_second_spaces_deliveries(host):
     assert len(arrived) == len(ids), f"only {len(arrived)} of {len(ids)} paced messages arrived"
     times = sorted(arrived.values())
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.9, f"deliveries not spaced by the 1 s rate delay: gaps {gaps}"
+    # Postfix spaces the deliveries (not the arrivals) by 1 s: allow for the first one's TLS handshake.
+    # Unpaced, these four arrive within a few tenths of a second.
+    assert times[-1] - times[0] >= 2.5 and min(gaps) >= 0.5, f"deliveries not spaced by the 1 s rate delay: {gaps}"
     rc, _, out = salt_apply(host)  # back to the suite pillar: no delay
     assert rc == 0, out
     assert "smtp_destination_rate_delay" not in host.check_output("postconf -n")
