@@ -539,11 +539,12 @@ def _resolve_pacing(errors: _Errors, name: str, preset: Mapping[str, Any], pilla
     ``sandbox: true`` takes the provider's sandbox rate from the catalogue.
     """
     out: dict[str, str] = {}
-    sandbox = _bool(errors, "sandbox", pillar.get("sandbox", False))
-    if sandbox and "sandbox" not in preset:
+    wants_sandbox = _bool(errors, "sandbox", pillar.get("sandbox", False))
+    sandbox = preset.get("sandbox") if wants_sandbox else None  # the provider's sandbox pacing
+    if wants_sandbox and sandbox is None:
         with_sandbox = ", ".join(n for n, p in PROVIDERS.items() if "sandbox" in p)
         errors.add("sandbox", f"applies to providers with a sandbox rate limit ({with_sandbox}), not {name}")
-    default_rate = preset["sandbox"]["rate_per_second"] if sandbox and "sandbox" in preset else None
+    default_rate = sandbox["rate_per_second"] if sandbox else None
     # 10, not Postfix's 20: with TLS connection reuse 10 connections carry as much
     # (measured by make bench) with half the handshakes and AUTHs.
     concurrency = pillar.get("concurrency", preset.get("concurrency", DEFAULT_CONCURRENCY))

@@ -44,6 +44,14 @@ def _now(relay: Relay) -> float:
     return float(relay.c.exec("date", "+%s.%N").stdout)
 
 
+def _apply_override(relay: Relay, body: dict) -> bool:
+    """Apply the state with ``body`` merged over the bench pillar; print Salt's words when it fails."""
+    rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': body})}")
+    if rc != 0:
+        print(out[-3000:], file=sys.stderr)
+    return rc == 0
+
+
 def _cpu(relay: Relay) -> dict[str, float]:
     return json.loads(relay.c.exec("python3", PROBE).stdout)
 
@@ -182,16 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         relay.c.put(REPO / "test" / "harness" / "cpuprobe.py", PROBE)
         results["cores"] = int(relay.c.exec("nproc").stdout)
         results["direct"] = measure(relay, "direct", args.messages, args.clients, direct=True)
-        if args.concurrency is not None:
-            rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'concurrency': args.concurrency}})}")
-            if rc != 0:
-                print(out[-3000:], file=sys.stderr)
-                return 1
+        if args.concurrency is not None and not _apply_override(relay, {"concurrency": args.concurrency}):
+            return 1
         results["ours_concurrency"] = int(relay.c.exec("postconf", "-h", "smtp_destination_concurrency_limit").stdout)
         results["ours"] = measure(relay, "ours", args.messages, args.clients)
-        rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': BASELINE})}")
-        if rc != 0:
-            print(out[-3000:], file=sys.stderr)
+        if not _apply_override(relay, BASELINE):
             return 1
         results["baseline"] = measure(relay, "baseline", args.messages, args.clients)
     sizes = [int(s) for s in args.fleet.split(",") if s.strip()]

@@ -7,11 +7,10 @@ that suite's expectations (see conftest.py).  A message is really sent:
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from harness.fakeprovider import sha256
-from suites import PILLAR_SOURCE, SMTP_SEND, events
+from suites import PILLAR_SOURCE, SMTP_SEND, events, wait_for_messages
 
 
 def _postconf(host, name: str) -> str:
@@ -77,11 +76,7 @@ def test_message_arrives_at_provider_over_tls_authenticated(host, suite):
     subject = f"{suite.name} relay check"
     out = host.run("/usr/bin/python3 -c %s %s %s", SMTP_SEND, message_id, subject)
     assert out.rc == 0 and "submitted" in out.stdout, out.stderr
-    deadline = time.monotonic() + 90
-    arrived = []
-    while time.monotonic() < deadline and not arrived:
-        arrived = [e for e in events(host) if e["event"] == "message" and e["message_id"] == message_id]
-        time.sleep(1)
+    arrived = wait_for_messages(host, [message_id])
     queue = host.run("postqueue -p").stdout
     log = host.run("journalctl -u 'postfix*' --no-pager -n 40").stdout
     assert arrived, f"message never reached the fake provider.\nqueue:\n{queue}\nlog:\n{log}"
@@ -111,10 +106,8 @@ def test_a_trickle_of_mail_reuses_one_tls_connection(host, suite):
         message_id = f"<trickle{i}.{uuid.uuid4().hex}@kitchen.postfix-relay.test>"
         out = host.run("/usr/bin/python3 -c %s %s %s", SMTP_SEND, message_id, f"{suite.name} trickle")
         assert out.rc == 0 and "submitted" in out.stdout, out.stderr
-        deadline = time.monotonic() + 30
-        while not any(e.get("message_id") == message_id for e in events(host)[mark:]):
-            assert time.monotonic() < deadline, f"message {i} of the trickle never arrived"
-            time.sleep(0.1)
+        arrived = wait_for_messages(host, [message_id], since=mark, timeout=30, poll=0.1)
+        assert arrived, f"message {i} of the trickle never arrived"
     window = events(host)[mark:]
     messages = [e for e in window if e["event"] == "message"]
     assert len(messages) == 8 and all(m["tls"] and m["auth_user_sha256"] == sha256(suite.username) for m in messages)

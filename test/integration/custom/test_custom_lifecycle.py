@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from suites import PILLAR_SOURCE, SMTP_SEND, changed_ids, events, master_pid, salt_apply
+from suites import PILLAR_SOURCE, SMTP_SEND, changed_ids, events, master_pid, salt_apply, wait_for_messages
 
 MAIN_CF = "/etc/postfix/main.cf"
 
@@ -114,11 +114,7 @@ def test_rate_per_second_spaces_deliveries(host):
     ids = [f"<paced-{i}-{time.time_ns()}@kitchen.test>" for i in range(4)]
     for message_id in ids:
         assert host.run("/usr/bin/python3 -c %s %s %s", SMTP_SEND, message_id, "paced").rc == 0
-    deadline = time.monotonic() + 60
-    arrived: dict[str, float] = {}
-    while time.monotonic() < deadline and len(arrived) < len(ids):
-        time.sleep(1)
-        arrived = {e["message_id"]: e["ts"] for e in events(host) if e.get("message_id") in ids}
+    arrived = {e["message_id"]: e["ts"] for e in wait_for_messages(host, ids, timeout=60)}
     assert len(arrived) == len(ids), f"only {len(arrived)} of {len(ids)} paced messages arrived"
     times = sorted(arrived.values())
     gaps = [round(b - a, 2) for a, b in itertools.pairwise(times)]
