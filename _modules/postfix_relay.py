@@ -11,7 +11,7 @@ Data flow::
     pillar postfix_relay:*  +  OS facts (grains)
         -> resolve()   validate, apply the provider preset, derive
         -> one dict:   packages, main_cf sections, sasl map, db type, CA file
-        -> settings()  the same dict with every secret redacted (safe to show)
+        -> settings()  the same dict (it holds no secret: safe to show)
 
 Secrets take the shortest path: only :func:`sasl_passwd`, called from inside
 the ``sasl_passwd`` file template, returns the password.  Nothing else hands it
@@ -23,16 +23,21 @@ to a state argument, so it cannot end up in state output or caches.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "postfix_relay"
+# The execution functions Salt exposes (`salt '*' postfix_relay.<name>`); everything
+# else here is a helper.  None of them returns a secret: a master ACL that lets
+# operators run postfix_relay.* must not let them collect the fleet's API keys.
+__load__ = ["settings", "status", "send_test", "map_is_current"]
 
 PILLAR_ROOT = "postfix_relay"
 REDACTED = "<redacted>"
@@ -136,6 +141,8 @@ OS_FAMILIES: dict[str, dict[str, Any]] = {
     "Debian": {
         "packages": ["postfix", "libsasl2-modules", "ca-certificates"],
         "ca_file": "/etc/ssl/certs/ca-certificates.crt",
+        # The same CAs as a hashed directory (smtp_tls_CApath), used next to tls_ca_file.
+        "ca_path": "/etc/ssl/certs",
         "db_type": "hash",
         "cache_db_type": "btree",
         # Preseed so that installing postfix asks nothing and starts nothing
@@ -145,6 +152,7 @@ OS_FAMILIES: dict[str, dict[str, Any]] = {
     "RedHat": {
         "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates"],
         "ca_file": "/etc/pki/tls/certs/ca-bundle.crt",
+        "ca_path": "/etc/pki/ca-trust/extracted/pem/directory-hash",
         "db_type": "hash",
         "cache_db_type": "btree",
         "debconf": [],
@@ -152,6 +160,7 @@ OS_FAMILIES: dict[str, dict[str, Any]] = {
     "Suse": {
         "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates"],
         "ca_file": "/etc/ssl/ca-bundle.pem",
+        "ca_path": "/etc/ssl/certs",
         "db_type": "lmdb",
         "cache_db_type": "lmdb",
         "debconf": [],
@@ -195,8 +204,10 @@ PROTECTED_PARAMS = frozenset(
     }
 )
 
-# Parameters whose change needs a stop/start, not a reload.
-RESTART_PARAMS = ("inet_interfaces", "inet_protocols")
+# Parameters whose change needs a stop/start, not a reload.  smtp_tls_CApath: the
+# smtp client and tlsproxy read that directory inside Postfix's chroot jail, and
+# Debian copies it there only when Postfix starts (configure-instance.sh).
+RESTART_PARAMS = ("inet_interfaces", "inet_protocols", "smtp_tls_CApath")
 
 # Every key the pillar may carry, with a one-line description used in errors.
 PILLAR_KEYS = {
@@ -206,6 +217,7 @@ PILLAR_KEYS = {
     "port": "integer 1-65535, default 587",
     "tls": "starttls | implicit",
     "tls_verify": "true | false",
+    "tls_ca_file": "custom host or host override: absolute path of the PEM file with the relay's private CA",
     "username": "SMTP username",
     "password": "SMTP password or API key",
     "myhostname": "this host's fully qualified name",
@@ -226,18 +238,24 @@ PILLAR_KEYS = {
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
-_PARAM_RE = re.compile(r"[a-z0-9_]+")
+# Postfix parameter names are case-sensitive and some are mixed-case (smtp_tls_CAfile).
+_PARAM_RE = re.compile(r"[A-Za-z0-9_]+")
+# An absolute path as main.cf may carry it: no '$' (expanded), no spaces or commas
+# (list separators), no '.' or '..' components.
+_ABS_PATH_RE = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._@+-]+)+")
 _SES_REGION_RE = re.compile(r"[a-z]{2}(?:-gov)?-[a-z]+-[0-9]")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 try:  # Salt shows a CommandExecutionError raised while rendering as one clean line.
-    from salt.exceptions import CommandExecutionError as _ErrorBase
-except ImportError:  # plain Python (unit tests without Salt)
-    _ErrorBase = Exception
+    from salt.exceptions import CommandExecutionError
+
+    _ERROR_BASES: tuple[type[Exception], ...] = (CommandExecutionError, ValueError)
+except ImportError:  # plain Python: resolve() works without Salt (checked by `make check`)
+    _ERROR_BASES = (ValueError,)
 
 
-class PillarError(_ErrorBase, ValueError):
+class PillarError(*_ERROR_BASES):
     """The pillar cannot be turned into a safe relay; the message names the keys."""
 
 
@@ -561,8 +579,20 @@ def _resolve_pacing(errors: _Errors, name: str, preset: Mapping[str, Any], pilla
                 f"for faster sending leave it unset and set {PILLAR_ROOT}:concurrency",
             )
         else:
-            out["smtp_destination_rate_delay"] = f"{round(1 / rate)}s"
+            out["smtp_destination_rate_delay"] = f"{_rate_delay(rate)}s"
     return out
+
+
+def _rate_delay(rate: float) -> int:
+    """Whole seconds between deliveries so that at most ``rate`` messages leave per second.
+
+    Rounded up, exactly: round() would turn 0.4/s into 2 s, i.e. 0.5/s, faster
+    than asked (and a sandbox or a provider's quota would answer 454).  The
+    rate is read as the decimal the pillar wrote (0.4 is 2/5, not the binary
+    float just above it), so 0.5 gives 2 s and 0.3333 gives 4 s (3 s would be
+    0.3334/s).
+    """
+    return math.ceil(1 / Fraction(str(rate)))
 
 
 def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> dict[str, str | None]:
@@ -571,11 +601,16 @@ def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> di
     if not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed):
         errors.add("allow_unsafe_overrides", f"must be a list of main.cf parameter names, got {allowed!r}")
         allowed = []
+    # Postfix names are case-sensitive: smtp_tls_cafile is not smtp_tls_CAfile.
+    protected_by_lower = {p.lower(): p for p in PROTECTED_PARAMS}
     for name in allowed:
         if name not in PROTECTED_PARAMS:
+            spelled = protected_by_lower.get(name.lower())
+            hint = f" (Postfix names are case-sensitive: did you mean {spelled!r}?)" if spelled else ""
             errors.add(
                 "allow_unsafe_overrides",
-                f"lists {name!r}, which is not a protected parameter; protected: {', '.join(sorted(PROTECTED_PARAMS))}",
+                f"lists {name!r}, which is not a protected parameter{hint}; "
+                f"protected: {', '.join(sorted(PROTECTED_PARAMS))}",
             )
     if not isinstance(raw, Mapping):
         errors.add("main_cf", f"must be a mapping of main.cf parameter names to values, got {raw!r}")
@@ -583,14 +618,31 @@ def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> di
     out: dict[str, str | None] = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not _PARAM_RE.fullmatch(key):
-            errors.add("main_cf", f"parameter name {key!r} must match [a-z0-9_]+ (a main.cf parameter)")
+            errors.add(
+                "main_cf",
+                f"parameter name {key!r} must match [A-Za-z0-9_]+ "
+                "(a main.cf parameter, spelled as Postfix does: names are case-sensitive, e.g. lmtp_tls_CAfile)",
+            )
+            continue
+        spelled = protected_by_lower.get(key.lower())
+        if spelled is not None and spelled != key:
+            errors.add(
+                f"main_cf:{key}",
+                f"is not a Postfix parameter (names are case-sensitive): did you mean {spelled!r}? "
+                "That one is security-critical and derived from the pillar",
+            )
             continue
         if key in PROTECTED_PARAMS and key not in allowed:
+            private_ca = (
+                f"; for a relay whose certificate comes from a private CA, set {PILLAR_ROOT}:tls_ca_file instead"
+                if key in ("smtp_tls_CAfile", "smtp_tls_CApath")
+                else ""
+            )
             errors.add(
                 f"main_cf:{key}",
                 "is security-critical (it decides who may relay or how credentials travel) "
                 "and is derived from provider/host/port/tls; to override it anyway, also list "
-                f"it in {PILLAR_ROOT}:allow_unsafe_overrides",
+                f"it in {PILLAR_ROOT}:allow_unsafe_overrides{private_ca}",
             )
             continue
         if value is None:
@@ -606,13 +658,72 @@ def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> di
     return out
 
 
-def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> dict[str, Any]:
+def _ca_file_path(errors: _Errors, value: Any) -> str | None:
+    if not isinstance(value, str) or not _ABS_PATH_RE.fullmatch(value) or len(value) > 4096:
+        errors.add(
+            "tls_ca_file",
+            "must be the absolute path of a PEM file on the minion, such as /etc/ssl/corp/root-ca.pem "
+            f"(letters, digits and . _ @ + - between slashes; no spaces, '$', ',' or '..'), got {value!r}",
+        )
+        return None
+    return value
+
+
+def _resolve_tls_ca_file(
+    errors: _Errors, pillar: Mapping[str, Any], route: Mapping[str, Any], tls_verify: bool | None
+) -> str | None:
+    """``tls_ca_file``: the PEM bundle (on the minion) of the private CA that signed the relay's certificate.
+
+    Only for hosts the pillar names (provider custom, a ``host`` override, or a
+    route's ``host``): the providers' own hosts have public certificates.  It
+    keeps verification at level ``secure`` (chain and name), so it contradicts
+    ``tls_verify: false``.  It is not a route key: Postfix's CA settings are
+    global to the smtp client, so the file is trusted for every route.
+    """
+    raw = pillar.get("tls_ca_file")
+    if raw is None:
+        return None
+    path = _ca_file_path(errors, raw)
+    key = "tls_ca_file"
+    routes = pillar.get("routes")
+    routed_hosts = isinstance(routes, list) and any(
+        isinstance(r, Mapping) and r.get("host") is not None for r in routes
+    )
+    if pillar.get("host") is None and not routed_hosts:
+        errors.add(
+            key,
+            f"is for a relay whose certificate comes from a private CA: provider custom or a host override "
+            f"({PILLAR_ROOT}:host, or a route's host); {route['preset']['title']}'s {route['host']} has a "
+            "certificate from a public CA, which the OS's CA bundle already trusts: remove tls_ca_file",
+        )
+        return None
+    if tls_verify is False:
+        errors.add(
+            key,
+            "contradicts tls_verify: false: the CA file is there to verify the relay's certificate; "
+            "remove tls_verify: false (verification stays at level secure: chain and host name)",
+        )
+        return None
+    main_cf = pillar.get("main_cf")
+    for param in ("smtp_tls_CAfile", "smtp_tls_CApath"):
+        if isinstance(main_cf, Mapping) and param in main_cf:
+            errors.add(key, f"and {PILLAR_ROOT}:main_cf:{param} both set the trusted CAs: keep tls_ca_file only")
+            return None
+    return path
+
+
+def resolve(
+    pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any], recorded_env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """
     Turn the ``postfix_relay`` pillar and the minion's OS facts into settings.
 
     Pure: no Salt, no I/O.  Raises :class:`PillarError` naming every bad key
-    (never echoing a secret).  The result contains the credentials under
-    ``sasl``; use :func:`redact` before showing it anywhere.
+    (never echoing a secret).  The result holds no secret, only the pillar
+    paths of the secrets (``sasl_passwd``, ``django_env``): it is safe to show.
+    ``recorded_env`` is where the formula last wrote Django's env file, if it did
+    (read from the minion by the Salt wrapper): a file the pillar no longer names
+    is removed, and while relaying is disabled it is rewritten in relay mode.
     """
     if pillar is None:
         pillar = {}
@@ -626,13 +737,14 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
     osd = os_defaults(os_facts)
     enabled = _bool(errors, "enabled", pillar.get("enabled", True))
     if enabled is False:
-        return _resolve_disabled(errors, pillar, os_facts)
+        return _resolve_disabled(errors, pillar, os_facts, recorded_env)
     route = _resolve_route(errors, pillar)
     if route is None:
         errors.raise_if_any()
     name, preset, host, port, tls = (route[k] for k in ("provider", "preset", "host", "port", "tls"))
     username, password = route["username"], route["password"]
     tls_verify = _bool(errors, "tls_verify", pillar.get("tls_verify", True))
+    tls_ca_file = _resolve_tls_ca_file(errors, pillar, route, tls_verify)
     routes = _resolve_routes(errors, pillar.get("routes"), tls)
     myhostname = pillar.get("myhostname")
     if myhostname is not None:
@@ -642,6 +754,12 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
     overrides = _resolve_main_cf_overrides(errors, pillar)
     django_env = _resolve_django_env(errors, pillar.get("django_env"))
     pacing = _resolve_pacing(errors, name, preset, pillar)
+    if django_env and django_env["mode"] == "direct" and pillar.get("redirect_all_to") is not None:
+        errors.add(
+            "django_env:mode",
+            f"direct lets Django send to the provider itself, around {PILLAR_ROOT}:redirect_all_to; "
+            "with a redirect use mode relay (the default), so that every message passes the redirect",
+        )
     errors.raise_if_any()
 
     nexthop = route["nexthop"]
@@ -659,6 +777,7 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
         cache_hosts=sorted({host, *(r["host"] for r in routes)}),
         tls=tls,
         tls_verify=tls_verify,
+        tls_ca_file=tls_ca_file,
         sasl_map=f"{base['db_type']}:{base['paths']['sasl_passwd']}",
         pacing=pacing,
         features=_feature_params(base, routes, senders, redirect),
@@ -680,17 +799,16 @@ def resolve(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> di
             "main_cf_sections": sections,
             "main_cf": main_cf,
             "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
-            "sasl": {"key": nexthop, "username": username, "password": password},
-            "secret_username": preset["username"] == "password" and username == password,
-            "django_env": django_env,
+            "sasl": {"key": nexthop, "username": _shown(username, password)},
+            "sasl_passwd": _sasl_passwd_lines(nexthop, username, password, routes),
+            "django_env": _django_env(django_env, route),
+            "django_env_absent": _stale_env(recorded_env, django_env),
             "routes": [
                 {
                     "senders": r["senders"],
                     "provider": r["provider"],
                     "nexthop": r["nexthop"],
-                    "username": r["username"],
-                    "password": r["password"],
-                    "secret_username": r["preset"]["username"] == "password" and r["username"] == r["password"],
+                    "username": _shown(r["username"], r["password"]),
                 }
                 for r in routes
             ],
@@ -718,13 +836,57 @@ def _check_generic(errors: _Errors, pillar: Mapping[str, Any]) -> None:
             _text(errors, key, pillar[key], secret=True)
     if pillar.get("host") is not None:
         _host(errors, "host", pillar["host"])
+    if pillar.get("tls_ca_file") is not None:
+        _ca_file_path(errors, pillar["tls_ca_file"])
     _resolve_main_cf_overrides(errors, pillar)
 
 
 ROUTE_KEYS = ("senders", "provider", "region", "host", "port", "tls", "username", "password")
-_EMAIL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
-_SENDER_RE = re.compile(r"(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)?@" + rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+# Addresses (from_address, sender_map, root_alias, redirect_all_to, route senders) end up
+# in /etc/aliases and in Postfix tables, where some characters are instructions rather
+# than address text: '|' pipes the mail to a command and '/' names a file to append it
+# to (aliases), ':include:' reads more addresses from a file, '$' is substituted in
+# regexp-table results ($1, ${1}), and a line starting with '#' is a comment.  So the
+# local part is RFC 5322 atext without '|', '/' and '$', not starting with '#'; no
+# quoting, no whitespace, no control characters.
+_LOCAL_PART = r"(?!#)[A-Za-z0-9!#%&'*+=?^_`{}~.-]+"
+_DOMAIN = rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*"
+_EMAIL_RE = re.compile(rf"{_LOCAL_PART}@{_DOMAIN}")
+_SENDER_RE = re.compile(rf"(?:{_LOCAL_PART})?@{_DOMAIN}")
 _LOCAL_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]*[$]?")
+ADDRESS_RULE = (
+    "user@example.com, with letters, digits and ! # % & ' * + - . = ? ^ _ ` { } ~ before the @ "
+    "(not starting with #) and a host name after it"
+)
+
+
+def _address_error(value: Any, form: str = "user@example.com") -> str:
+    """``got <value>: <why not>; allowed: ...``, naming what Postfix would make of a dangerous value."""
+    if not isinstance(value, str):
+        why = f"a {type(value).__name__}, not a string"
+    elif _CONTROL_RE.search(value):
+        why = "control characters are not allowed"
+    elif "|" in value:
+        why = "'|' is not allowed (in /etc/aliases it pipes the mail to a command)"
+    elif ":include:" in value.lower():
+        why = "':include:' is not allowed (in /etc/aliases it reads addresses from a file)"
+    elif "/" in value:
+        why = "'/' is not allowed (in /etc/aliases a path appends the mail to a file)"
+    elif "$" in value:
+        why = "'$' is not allowed (Postfix substitutes $1, ${name} in table results)"
+    elif any(ch.isspace() for ch in value):
+        why = "whitespace is not allowed"
+    elif value.startswith("#"):
+        why = "it must not start with '#' (a comment in Postfix tables)"
+    else:
+        why = f"not of the form {form}"
+    return f"got {value!r}: {why}; allowed: {ADDRESS_RULE}"
+
+
+def _regexp_result(text: str) -> str:
+    """A regexp-table result that Postfix uses as it is: '$' (refused in addresses anyway)
+    would start a substitution ($1, ${1}); '$$' is a literal '$'."""
+    return text.replace("$", "$$")
 
 
 def _resolve_route(errors: _Errors, pillar: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -764,7 +926,10 @@ def _resolve_routes(errors: _Errors, raw: Any, main_tls: str | None) -> list[dic
             errors.add(f"routes:{index}", "must be a mapping with senders, provider and credentials")
             continue
         for key in item:
-            if key not in ROUTE_KEYS:
+            if key in ("tls_ca_file", "tls_verify"):
+                # Postfix's CA and verification settings are global to the smtp client.
+                scope.add(key, f"is not a route key: set {PILLAR_ROOT}:{key}, which applies to every route")
+            elif key not in ROUTE_KEYS:
                 scope.add(str(key), f"is not a route key{_suggest(key, ROUTE_KEYS)}; known: {', '.join(ROUTE_KEYS)}")
         senders = item.get("senders")
         if not isinstance(senders, list) or not senders:
@@ -772,7 +937,11 @@ def _resolve_routes(errors: _Errors, raw: Any, main_tls: str | None) -> list[dic
             senders = []
         for sender in senders:
             if not isinstance(sender, str) or not _SENDER_RE.fullmatch(sender):
-                scope.add("senders", f"entries must look like user@example.com or @example.com, got {sender!r}")
+                scope.add(
+                    "senders",
+                    "entries must look like user@example.com or @example.com (a whole domain), "
+                    + _address_error(sender, "user@example.com or @example.com"),
+                )
             elif sender.lower() in seen:
                 scope.add("senders", f"{sender!r} is already routed by an earlier route")
             else:
@@ -786,7 +955,7 @@ def _resolve_routes(errors: _Errors, raw: Any, main_tls: str | None) -> list[dic
                 f"is {route['tls']} but the main route uses {main_tls}: Postfix applies one TLS mode "
                 "to every relay; pick ports with the same mode",
             )
-        out.append({**route, "senders": [s.lower() for s in senders]})
+        out.append({**route, "senders": [s.lower() for s in senders], "index": index})
     return out
 
 
@@ -811,7 +980,7 @@ def _resolve_senders(
             errors.add("from_address", "is required when sender_map or allowed_sender_domains is set")
         return []
     if not isinstance(from_address, str) or not _EMAIL_RE.fullmatch(from_address):
-        errors.add("from_address", f"must be an address such as noreply@example.com, got {from_address!r}")
+        errors.add("from_address", "must be an address such as noreply@example.com, " + _address_error(from_address))
         return []
     if not isinstance(sender_map, Mapping):
         errors.add("sender_map", f"must map local users to addresses, got {sender_map!r}")
@@ -828,14 +997,14 @@ def _resolve_senders(
         if not isinstance(user, str) or not _LOCAL_USER_RE.fullmatch(user):
             errors.add(f"sender_map:{user}", "must be a local user name such as www-data")
         elif not isinstance(address, str) or not _EMAIL_RE.fullmatch(address):
-            errors.add(f"sender_map:{user}", f"must be an address such as app@example.com, got {address!r}")
+            errors.add(f"sender_map:{user}", "must be an address such as app@example.com, " + _address_error(address))
         else:
-            rules.append([f"/^{_ere_escape(user)}@({local})$/", address])
+            rules.append([f"/^{_ere_escape(user)}@({local})$/", _regexp_result(address)])
     if allowed:
         kept = "|".join(_ere_escape(d.lower()) for d in allowed)
-        rules.append([f"!/@({kept})$/", from_address])
+        rules.append([f"!/@({kept})$/", _regexp_result(from_address)])
     else:
-        rules.append(["/^.*$/", from_address])
+        rules.append(["/^.*$/", _regexp_result(from_address)])
     return rules
 
 
@@ -848,7 +1017,7 @@ def _resolve_root_alias(errors: _Errors, raw: Any) -> list[str]:
         return []
     for address in addresses:
         if not isinstance(address, str) or not _EMAIL_RE.fullmatch(address):
-            errors.add("root_alias", f"entries must be addresses such as ops@example.com, got {address!r}")
+            errors.add("root_alias", "entries must be addresses such as ops@example.com, " + _address_error(address))
             return []
     return addresses
 
@@ -869,14 +1038,16 @@ def _resolve_redirect(errors: _Errors, raw: Any) -> list[str]:
     if raw is None:
         return []
     addresses = [raw] if isinstance(raw, str) else raw
-    if (
-        not isinstance(addresses, list)
-        or not addresses
-        or not all(isinstance(a, str) and _EMAIL_RE.fullmatch(a) for a in addresses)
-    ):
+    if not isinstance(addresses, list) or not addresses:
         errors.add("redirect_all_to", f"must be an address or a list of addresses such as qa@example.com, got {raw!r}")
         return []
-    return [a.lower() for a in addresses]
+    bad = [a for a in addresses if not isinstance(a, str) or not _EMAIL_RE.fullmatch(a)]
+    for address in bad:
+        errors.add(
+            "redirect_all_to",
+            "must be an address or a list of addresses such as qa@example.com, " + _address_error(address),
+        )
+    return [] if bad else [a.lower() for a in addresses]
 
 
 def _redirect_rules(redirect: list[str]) -> list[list[str]]:
@@ -884,8 +1055,8 @@ def _redirect_rules(redirect: list[str]) -> list[list[str]]:
     recursion), every other address to all redirect addresses."""
     if not redirect:
         return []
-    rules = [[f"/^{_ere_escape(a)}$/", a] for a in redirect]
-    rules.append(["/./", ", ".join(redirect)])
+    rules = [[f"/^{_ere_escape(a)}$/", _regexp_result(a)] for a in redirect]
+    rules.append(["/./", _regexp_result(", ".join(redirect))])
     return rules
 
 
@@ -932,23 +1103,42 @@ def _feature_params(
     return out
 
 
-def _resolve_disabled(errors: _Errors, pillar: Mapping[str, Any], os_facts: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve_disabled(
+    errors: _Errors, pillar: Mapping[str, Any], os_facts: Mapping[str, Any], recorded_env: Mapping[str, str] | None
+) -> dict[str, Any]:
     """``enabled: false``: nothing is relayed; every message waits on hold, none is lost.
 
     Needs no provider or credentials (a CI box, a fresh staging server); the
     other relay keys, if present, are ignored until relaying is enabled again.
+    Django's env file, if the formula manages one (pillar or record), is
+    written in relay mode: Django's mail is held like any other, and a
+    direct-mode password does not stay on the minion.
     """
+    env = _resolve_django_env(errors, pillar.get("django_env"))
     errors.raise_if_any()
+    if env is None and recorded_env is not None:
+        env = {**recorded_env, "mode": "relay"}
     out = resolve_clean(pillar, os_facts)
-    identity = out["main_cf_sections"][:-1]  # without clean's retry transport: mail must be accepted
+    identity = out["main_cf_sections"][:-1]  # clean's own transport section is replaced below
+    off = f"retry:relaying disabled by pillar {PILLAR_ROOT}:enabled"
     out["main_cf_sections"] = [
         *identity,
         {
             "comment": (
-                "Relaying disabled (postfix_relay:enabled: false): every message is accepted and held, "
-                "none is sent; the smtp transport is deferred as well, in case something is released"
+                "Relaying disabled (postfix_relay:enabled: false): every message is accepted and held; "
+                "whatever releases or flushes it (postsuper -H, postqueue -f, sendmail -q, a restart) "
+                "meets the retry transport, which can only defer: nothing can be sent, to the provider "
+                "or to any MX, and nothing is bounced"
             ),
-            "params": {"header_checks": "static:HOLD", "defer_transports": "smtp, relay"},
+            "params": {
+                "header_checks": "static:HOLD",
+                "default_transport": off,
+                "relay_transport": off,
+                # smtpd would answer 450 to a recipient whose transport is retry: accept, then hold.
+                "smtpd_reject_unlisted_recipient": "no",
+                # ... so an unknown local user defers instead of bouncing.
+                "soft_bounce": "yes",
+            },
         },
     ]
     main_cf = {k: v for section in out["main_cf_sections"] for k, v in section["params"].items()}
@@ -959,8 +1149,9 @@ def _resolve_disabled(errors: _Errors, pillar: Mapping[str, Any], os_facts: Mapp
             "main_cf": main_cf,
             "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
             "sasl": None,
-            "secret_username": False,
-            "django_env": None,
+            "sasl_passwd": [],
+            "django_env": _django_env(env, None),
+            "django_env_absent": _stale_env(recorded_env, env),
             "routes": [],
             "sender_canonical": [],
             "root_alias": [],
@@ -1006,59 +1197,80 @@ def _resolve_django_env(errors: _Errors, raw: Any) -> dict[str, Any] | None:
     return {"path": path, "mode": mode, **owner}
 
 
-def _env_quote(value: str) -> str:
-    """Double-quoted, readable by both ``sh`` (``. file``) and systemd's EnvironmentFile=."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`")
-    return f'"{escaped}"'
+ENV_RECORD = f"{CONFIG_DIR}/postfix_relay.django_env"
 
 
-def django_env_settings(settings: Mapping[str, Any]) -> dict[str, str]:
-    """Django's EMAIL_* settings for the chosen mode, as the env file carries them.
+def _valid_env_record(raw: Any) -> dict[str, str] | None:
+    """The env file record as the formula wrote it ({path, user, group}); None when absent or mangled."""
+    errors = _Errors()
+    env = _resolve_django_env(errors, raw) if isinstance(raw, Mapping) and "mode" not in raw else None
+    if env is None or errors.messages:
+        return None
+    return {k: env[k] for k in ("path", "user", "group")}
 
-    relay: Django talks to the local Postfix (Django's defaults, no TLS: Django
-    4.2+ verifies certificates, and the local hop needs none).  direct: Django
-    talks to the provider with exactly one of EMAIL_USE_TLS / EMAIL_USE_SSL,
-    derived from the same ``tls`` key that drives Postfix.
+
+def _stale_env(recorded: Mapping[str, str] | None, current: Mapping[str, Any] | None) -> list[str]:
+    """An env file written earlier that the pillar no longer names (it may hold a direct-mode password)."""
+    if recorded is None or (current is not None and current["path"] == recorded["path"]):
+        return []
+    return [recorded["path"]]
+
+
+RELAY_ENV = {
+    "EMAIL_HOST": "localhost",
+    "EMAIL_PORT": "25",
+    "EMAIL_HOST_USER": "",
+    "EMAIL_HOST_PASSWORD": "",
+    "EMAIL_USE_TLS": "False",
+    "EMAIL_USE_SSL": "False",
+}
+
+
+def _django_env(env: Mapping[str, Any] | None, route: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Django's EMAIL_* settings for the env file, each a ``value`` or the ``pillar`` path of a secret.
+
+    relay (and always while relaying is disabled, ``route`` None): Django talks
+    to the local Postfix with Django's defaults (no TLS: Django 4.2+ verifies
+    certificates, and the local hop needs none).  direct: Django talks to the
+    provider with exactly one of EMAIL_USE_TLS / EMAIL_USE_SSL, from the same
+    ``tls`` key that drives Postfix; the password (and a username that is the
+    password, as Postmark's token) stays a pillar path, read by the template.
     """
-    env = settings.get("django_env") or {"mode": "relay"}
-    if env["mode"] == "relay":
-        return {
-            "EMAIL_HOST": "localhost",
-            "EMAIL_PORT": "25",
-            "EMAIL_HOST_USER": "",
-            "EMAIL_HOST_PASSWORD": "",
-            "EMAIL_USE_TLS": "False",
-            "EMAIL_USE_SSL": "False",
-        }
-    relay, sasl = settings["relay"], settings["sasl"]
-    return {
-        "EMAIL_HOST": relay["host"],
-        "EMAIL_PORT": str(relay["port"]),
-        "EMAIL_HOST_USER": sasl["username"],
-        "EMAIL_HOST_PASSWORD": sasl["password"],
-        "EMAIL_USE_TLS": "True" if relay["tls"] == STARTTLS else "False",
-        "EMAIL_USE_SSL": "True" if relay["tls"] == IMPLICIT else "False",
-    }
-
-
-def django_env_text(settings: Mapping[str, Any]) -> str:
-    mode = (settings.get("django_env") or {"mode": "relay"})["mode"]
-    lines = [
-        f"# Managed by Salt (postfix_relay): Django EMAIL_* settings, mode {mode}.",
-        "# Read it with systemd's EnvironmentFile= or `set -a; . FILE; set +a`.",
+    if env is None:
+        return None
+    if env["mode"] == "relay" or route is None:
+        variables = [{"name": k, "value": v} for k, v in RELAY_ENV.items()]
+        return {**env, "mode": "relay", "variables": variables}
+    secret = {"pillar": f"{PILLAR_ROOT}:password"}
+    user = _secret_user(route["username"], route["password"])
+    variables = [
+        {"name": "EMAIL_HOST", "value": route["host"]},
+        {"name": "EMAIL_PORT", "value": str(route["port"])},
+        {"name": "EMAIL_HOST_USER", **({"value": user} if user is not None else secret)},
+        {"name": "EMAIL_HOST_PASSWORD", **secret},
+        {"name": "EMAIL_USE_TLS", "value": "True" if route["tls"] == STARTTLS else "False"},
+        {"name": "EMAIL_USE_SSL", "value": "True" if route["tls"] == IMPLICIT else "False"},
     ]
-    lines += [f"{k}={_env_quote(v)}" for k, v in django_env_settings(settings).items()]
-    return "\n".join(lines) + "\n"
+    return {**env, "variables": variables}
 
 
-def resolve_clean(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_clean(
+    pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any], recorded_env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """
     Settings for ``postfix_relay.clean``: local delivery only, nothing relayed.
 
     Needs no provider or credentials, so clean works after the pillar is gone;
-    a valid ``myhostname`` in pillar is kept.
+    a valid ``myhostname`` in pillar is kept.  Django's env file goes too,
+    found from the pillar or from the formula's record of where it wrote it.
     """
-    myhostname = (pillar or {}).get("myhostname") if isinstance(pillar, Mapping) else None
+    pillar = pillar if isinstance(pillar, Mapping) else {}
+    raw_env = pillar.get("django_env")
+    named = (
+        _valid_env_record({k: v for k, v in raw_env.items() if k != "mode"}) if isinstance(raw_env, Mapping) else None
+    )
+    env_paths = [e["path"] for e in (named, recorded_env) if e is not None]
+    myhostname = pillar.get("myhostname")
     if not (isinstance(myhostname, str) and _HOST_RE.fullmatch(myhostname) and "." in myhostname):
         myhostname = _default_myhostname(os_facts)
     base = _base(os_defaults(os_facts), myhostname.lower())
@@ -1069,6 +1281,7 @@ def resolve_clean(pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any])
             "params": {"default_transport": "retry:outbound relay removed by postfix_relay.clean"},
         },
     ]
+    base["django_env_absent"] = sorted(set(env_paths))
     return base
 
 
@@ -1125,6 +1338,7 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "redirect_recipients": f"{CONFIG_DIR}/redirect_recipients",
             "redirect_headers": f"{CONFIG_DIR}/redirect_headers",
             "mode_marker": f"{CONFIG_DIR}/postfix_relay.mode",
+            "django_env_record": ENV_RECORD,
             "check_main_cf": "/usr/local/sbin/postfix_relay-check-main-cf",
         },
         "identity": identity,
@@ -1139,6 +1353,7 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "redirect_recipients",
             "redirect_headers",
             "mode_marker",
+            "django_env_record",
             "restart_marker",
             "check_main_cf",
         ],
@@ -1146,10 +1361,35 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
 
 
 def _main_cf_sections(
-    *, provider, osd, identity, nexthop, cache_hosts, tls, tls_verify, sasl_map, pacing, features, overrides
+    *,
+    provider,
+    osd,
+    identity,
+    nexthop,
+    cache_hosts,
+    tls,
+    tls_verify,
+    sasl_map,
+    pacing,
+    features,
+    overrides,
+    tls_ca_file=None,
 ):
     """main.cf as ordered sections of parameters; pillar overrides go last."""
     cache = f"{osd['cache_db_type']}:${{data_directory}}/smtp_scache"
+    # A private CA (tls_ca_file) takes smtp_tls_CAfile, which is global to the smtp
+    # client and so applies to every route too.  The OS's CAs stay trusted through
+    # smtp_tls_CApath, the same CAs as a hashed directory: routes to public providers
+    # still verify, and the private relay is still checked at level secure (chain and
+    # name).  Not smtp_tls_policy_maps' per-destination "tafile": the smtp client reads
+    # it per delivery, inside its chroot jail on Debian.  CAfile is read before the
+    # chroot (smtp and tlsproxy load it at start); CApath is searched inside it, where
+    # Debian copies the directory when Postfix starts (hence in RESTART_PARAMS).
+    trust = (
+        {"smtp_tls_CAfile": tls_ca_file, "smtp_tls_CApath": osd["ca_path"]}
+        if tls_ca_file
+        else {"smtp_tls_CAfile": osd["ca_file"]}
+    )
     sections = [
         *({"comment": s["comment"], "params": dict(s["params"])} for s in identity),
         {
@@ -1171,11 +1411,12 @@ def _main_cf_sections(
                 "TLS to the provider: "
                 + ("implicit TLS (EMAIL_USE_SSL)" if tls == IMPLICIT else "STARTTLS required (EMAIL_USE_TLS)")
                 + (", certificate and name verified" if tls_verify else ", certificate NOT verified")
+                + (f" (trusted: the private CA of {PILLAR_ROOT}:tls_ca_file and the OS's CAs)" if tls_ca_file else "")
             ),
             "params": {
                 "smtp_tls_security_level": "secure" if tls_verify else "encrypt",
                 **({"smtp_tls_wrappermode": "yes"} if tls == IMPLICIT else {}),
-                "smtp_tls_CAfile": osd["ca_file"],
+                **trust,
                 "smtp_tls_mandatory_protocols": "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
                 "smtp_tls_session_cache_database": cache,
                 "smtp_tls_loglevel": "1",
@@ -1225,36 +1466,38 @@ def _main_cf_sections(
     return [s for s in sections if s["params"]]
 
 
-def redact(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of :func:`resolve`'s result that is safe to print or log."""
-    out = dict(settings)
-    if settings.get("sasl"):
-        sasl = dict(settings["sasl"])
-        sasl["password"] = REDACTED
-        if settings.get("secret_username"):
-            sasl["username"] = REDACTED
-        out["sasl"] = sasl
-    out["routes"] = [
-        {**r, "password": REDACTED, **({"username": REDACTED} if r.get("secret_username") else {})}
-        for r in settings.get("routes", [])
-    ]
-    return out
+# --------------------------------------------------------------------------
+# Secrets.  resolve() validates the passwords but never returns them: what it
+# returns may be printed (postfix_relay.settings), cached or passed as state
+# arguments.  The two files that need a secret (sasl_passwd, Django's env file
+# in direct mode) get the pillar *path* of each secret, and their templates
+# read the value from pillar while Salt renders the file on the minion.
+# --------------------------------------------------------------------------
+def _shown(username: str, password: str) -> str:
+    """The username as it may be shown: hidden when it is the secret itself (a Postmark token)."""
+    return REDACTED if username == password else username
 
 
-def sasl_passwd_text(settings: Mapping[str, Any]) -> str:
-    """The ``sasl_passwd`` map: ``[host]:port user:password`` (the key is exactly relayhost).
+def _secret_user(username: str, password: str) -> str | None:
+    """None when the username is the password (the template then uses the secret for both)."""
+    return None if username == password else username
 
-    Per-sender routes add ``sender user:password`` lines, looked up first
+
+def _sasl_passwd_lines(nexthop: str, username: str, password: str, routes: list[dict]) -> list[dict[str, Any]]:
+    """The lines of ``sasl_passwd``, secrets as pillar paths.
+
+    The main line's key is exactly ``relayhost`` (``[host]:port``); per-sender
+    routes add one ``sender user:password`` line per sender, looked up first
     (smtp_sender_dependent_authentication).
     """
-    sasl = settings["sasl"]
     lines = [
-        "# Managed by Salt (postfix_relay). Contains credentials: keep root:root 0600.",
-        f"{sasl['key']} {sasl['username']}:{sasl['password']}",
+        {"key": nexthop, "username": _secret_user(username, password), "password_pillar": f"{PILLAR_ROOT}:password"}
     ]
-    for route in settings.get("routes", []):
-        lines += [f"{sender} {route['username']}:{route['password']}" for sender in route["senders"]]
-    return "\n".join(lines) + "\n"
+    for route in routes:
+        path = f"{PILLAR_ROOT}:routes:{route['index']}:password"
+        user = _secret_user(route["username"], route["password"])
+        lines += [{"key": sender, "username": user, "password_pillar": path} for sender in route["senders"]]
+    return lines
 
 
 def sender_relay_text(settings: Mapping[str, Any]) -> str:
@@ -1283,13 +1526,21 @@ def _pillar() -> Any:
     return __pillar__.get(PILLAR_ROOT)
 
 
-def _resolved() -> dict[str, Any]:
-    return resolve(_pillar(), _os_facts())
+def _recorded_env() -> dict[str, str] | None:
+    """Where the formula last wrote Django's env file (so that disable, clean and a new path find it)."""
+    import json
+
+    try:
+        with open(ENV_RECORD, encoding="utf-8") as handle:
+            return _valid_env_record(json.load(handle))
+    except (OSError, ValueError):
+        return None
 
 
 def settings(clean=False):
     """
-    The resolved relay settings for this minion, with secrets redacted.
+    The resolved relay settings for this minion.  They hold no secret: each
+    password appears only as the pillar path the file templates read it from.
 
     Raises an error that names the bad pillar key when the pillar is invalid;
     the formula calls this while rendering, so a bad pillar stops the run
@@ -1304,55 +1555,8 @@ def settings(clean=False):
         salt '*' postfix_relay.settings clean=True
     """
     if clean:
-        return resolve_clean(_pillar(), _os_facts())
-    return redact(_resolved())
-
-
-def sasl_passwd():
-    """
-    The content of ``/etc/postfix/sasl_passwd``, credentials included.
-
-    Called from inside the ``sasl_passwd`` file template so that the password
-    never becomes a state argument.  Calling it from the CLI prints the secret:
-    don't, except to debug on a trusted terminal.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call postfix_relay.sasl_passwd --out=quiet
-    """
-    return sasl_passwd_text(_resolved())
-
-
-def django_env():
-    """
-    The content of the Django env file (``postfix_relay:django_env``).
-
-    In direct mode it holds the password: called from inside the env file's
-    template only, for the same reason as :func:`sasl_passwd`.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call postfix_relay.django_env --out=quiet
-    """
-    return django_env_text(_resolved())
-
-
-def source_hash(hash_type="sha256"):
-    """
-    The hash of this module's source file, to tell a stale synced copy.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt '*' postfix_relay.source_hash
-    """
-    with open(__file__, "rb") as handle:
-        return hashlib.new(hash_type, handle.read()).hexdigest()
+        return resolve_clean(_pillar(), _os_facts(), recorded_env=_recorded_env())
+    return resolve(_pillar(), _os_facts(), recorded_env=_recorded_env())
 
 
 def map_is_current(source, db_type="hash"):

@@ -41,3 +41,10 @@ postfix_relay-config-clean-file-absent-{{ name }}:
     - require:
       - file: postfix_relay-config-clean-file-managed-main_cf
 {%- endfor %}
+{%- for path in postfix_relay.django_env_absent %}
+
+{#- Django's env file (it may hold a direct-mode password). #}
+postfix_relay-config-clean-file-absent-django_env-{{ path }}:
+  file.absent:
+    - name: {{ path }}
+{%- endfor %}

@@ -20,7 +20,8 @@ postfix_relay-config-file-managed-check_main_cf:
 
 {#- TLS connection reuse needs the tlsproxy service, which Debian ships commented
     out (without it every message defers with "Cannot start TLS"). Uncomment
-    the distribution's own line; add Postfix's default where there is none. #}
+    the distribution's own line; add Postfix's default where there is none.
+    With test=True on a fresh minion Postfix is not installed yet: no master.cf. #}
 postfix_relay-config-file-replace-master_cf-tlsproxy:
   file.replace:
     - name: {{ paths.master_cf }}
@@ -28,6 +29,20 @@ postfix_relay-config-file-replace-master_cf-tlsproxy:
     - repl: 'tlsproxy  unix  \1'
     - append_if_not_found: True
     - not_found_content: 'tlsproxy  unix  -       -       n       -       0       tlsproxy'
+    - ignore_if_missing: {{ opts.test | to_bool }}
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+
+{#- postmap and postalias read main.cf, which a fresh install lacks; every map is
+    compiled before main.cf points to it, so give them a placeholder first. #}
+postfix_relay-config-file-managed-main_cf-placeholder:
+  file.managed:
+    - name: {{ paths.main_cf }}
+    - replace: False
+    - contents: '# postfix_relay: Salt is writing this file'
+    - user: root
+    - group: root
+    - mode: '0644'
     - require:
       - pkg: postfix_relay-package-pkg-installed-postfix
 
@@ -47,6 +62,14 @@ postfix_relay-config-file-managed-main_cf:
       - pkg: postfix_relay-package-pkg-installed-postfix
       - file: postfix_relay-config-file-managed-check_main_cf
       - file: postfix_relay-config-file-replace-master_cf-tlsproxy
+      {#- Maps are built before main.cf names them (first enabling, routes added). #}
+      - cmd: postfix_relay-config-cmd-run-postalias
+{%- if postfix_relay.enabled %}
+      - file: postfix_relay-config-file-managed-sasl_passwd_db
+{%- endif %}
+{%- if postfix_relay.routes %}
+      - cmd: postfix_relay-config-cmd-run-postmap-sender_relay
+{%- endif %}
 
 postfix_relay-config-file-managed-restart_marker:
   file.managed:
@@ -70,7 +93,7 @@ postfix_relay-config-file-managed-sasl_passwd:
     - source: salt://{{ tplroot }}/files/default/sasl_passwd.jinja
     - template: jinja
     - context:
-        tplroot: {{ tplroot }}
+        lines: {{ postfix_relay.sasl_passwd | json }}
     - user: root
     - group: root
     - mode: '0600'
@@ -89,8 +112,7 @@ postfix_relay-config-cmd-run-postmap-sasl_passwd:
         db_type: {{ postfix_relay.db_type }}
     - require:
       - file: postfix_relay-config-file-managed-sasl_passwd
-      {#- postmap and postalias read main.cf, which a fresh install lacks. #}
-      - file: postfix_relay-config-file-managed-main_cf
+      - file: postfix_relay-config-file-managed-main_cf-placeholder
 
 postfix_relay-config-file-managed-sasl_passwd_db:
   file.managed:
@@ -162,7 +184,7 @@ postfix_relay-config-cmd-run-postalias:
         db_type: {{ postfix_relay.db_type }}
     - require:
       - file: postfix_relay-config-file-managed-aliases
-      - file: postfix_relay-config-file-managed-main_cf
+      - file: postfix_relay-config-file-managed-main_cf-placeholder
 
 {%- if postfix_relay.routes %}
 
@@ -189,7 +211,7 @@ postfix_relay-config-cmd-run-postmap-sender_relay:
         db_type: {{ postfix_relay.db_type }}
     - require:
       - file: postfix_relay-config-file-managed-sender_relay
-      - file: postfix_relay-config-file-managed-main_cf
+      - file: postfix_relay-config-file-managed-main_cf-placeholder
 {%- else %}
 {%-   for name in ('sender_relay', 'sender_relay_db') %}
 

@@ -4,8 +4,11 @@ One Debian 12 instance (converged twice like the kitchen matrix, then cut off
 every network) with the fake provider inside it.  Each fault scenario submits
 a batch to 127.0.0.1:25, checks that Postfix deferred it (never bounced) while
 the fault lasted, repairs the fault and checks that exactly that batch, by
-Message-ID, reached the provider once.  The tests run in file order; a table
-of the figures is printed at the end (and kept in .cache/faults/results.json).
+Message-ID, reached the provider once.  Bounces are counted from the log and
+from every place a bounce notice can be (the provider, the queue, the local
+mailboxes: ``Relay.bounces``); the first test makes Postfix really bounce, to
+prove that count sees one.  The tests run in file order; a table of the
+figures is printed at the end (and kept in .cache/faults/results.json).
 """
 
 from __future__ import annotations
@@ -22,14 +25,17 @@ from harness.badpillars import BAD_PILLARS
 from harness.formula import REPO
 from harness.kitchen import KITCHEN_ROOT, PROVIDER_ADDR
 from harness.pki import TestCA
-from harness.relay import PILLAR_FILE, converged_relay
+from harness.relay import PILLAR_FILE, Bounces, converged_relay
 
 BATCH = int(os.environ.get("PFR_FAULT_BATCH", "40"))
 FLOW = int(os.environ.get("PFR_FLOW_N", "2000"))
 RESULTS: list[dict] = []
 
 
-def record(scenario: str, submitted: dict, seen: collections.Counter, bounced: int, **extra) -> None:
+COLUMNS = ("scenario", "in", "arrived", "lost", "duplicated", "bounced", "bounced_by_source")
+
+
+def record(scenario: str, submitted: dict, seen: collections.Counter, bounced: Bounces, **extra) -> None:
     dup = sum(n - 1 for n in seen.values() if n > 1)
     RESULTS.append(
         {
@@ -38,10 +44,17 @@ def record(scenario: str, submitted: dict, seen: collections.Counter, bounced: i
             "arrived": len(seen),
             "lost": submitted["accepted"] - len(seen),
             "duplicated": dup,
-            "bounced": bounced,
+            "bounced": bounced.total,
+            "bounced_by_source": bounced.sources,
             **extra,
         }
     )
+
+
+def assert_no_bounce(relay) -> Bounces:
+    bounced = relay.bounces()
+    assert bounced.total == 0, f"bounced: {bounced}"
+    return bounced
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +75,13 @@ def _print_results() -> None:
     out = REPO / ".cache" / "faults"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(RESULTS, indent=1))
-    print("\n==> faults: messages in / arrived / lost / duplicated / bounced")
+    print("\n==> faults: messages in / arrived / lost / duplicated / bounced [bounces by source] extra")
     for r in RESULTS:
-        extra = {k: v for k, v in r.items() if k not in ("scenario", "in", "arrived", "lost", "duplicated", "bounced")}
+        extra = {k: v for k, v in r.items() if k not in COLUMNS}
+        sources = " ".join(f"{k} {v}" for k, v in r.get("bounced_by_source", {}).items())
         print(
             f"{r['scenario']:34} {r['in']:>6} {r['arrived']:>8} {r['lost']:>5} {r['duplicated']:>5} "
-            f"{r['bounced']:>5}  {extra or ''}"
+            f"{r['bounced']:>5}  [{sources or 'not counted'}]  {extra or ''}"
         )
 
 
@@ -78,6 +92,59 @@ def _assert_exactly(submitted: dict, seen: collections.Counter, count: int) -> N
 
 
 # --------------------------------------------------------------------------
+# The bounce count is not blind: real bounces are seen where they land
+# --------------------------------------------------------------------------
+PROBE = "From: {sender}\nTo: nosuchuser@localhost\nSubject: bounce probe\nMessage-ID: <bounceprobe-{n}@postfix-relay.test>\n\nNo such local user: local(8) bounces this.\n"  # fmt: skip
+
+
+def _wait_bounces(relay, done, timeout: float = 30) -> Bounces:
+    deadline = time.monotonic() + timeout
+    bounced = relay.bounces()
+    while not done(bounced) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        bounced = relay.bounces()
+    return bounced
+
+
+def test_bounce_count_sees_real_bounces(relay):
+    """With soft_bounce off for a moment, Postfix bounces two messages for an unknown local user.
+
+    The notice to root@localhost must be found in /var/mail/root; the notice to
+    an outside sender in the queue while the provider is down, then at the
+    provider: each in a place where a bounce really is, not only in the log.
+    The scenarios after this one count from what it left (the baseline).
+    """
+    assert_no_bounce(relay)
+    rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'main_cf': {'soft_bounce': 'no'}}})}")
+    assert rc == 0, out
+    provider_up = False
+    try:
+        assert relay.c.exec("postconf", "-h", "soft_bounce").stdout.strip() == "no"
+        provider.stop(relay.c)
+        for n, sender in enumerate(("root@localhost", "app@web.example.com")):
+            probe = PROBE.format(sender=sender, n=n)
+            relay.c.exec("/usr/sbin/sendmail", "-i", "-f", sender, "nosuchuser@localhost", input=probe)
+        waiting = _wait_bounces(relay, lambda b: b.sources["mailbox"] >= 1 and b.sources["queue"] >= 1)
+        assert (waiting.sources["mailbox"], waiting.sources["queue"], waiting.sources["provider"]) == (1, 1, 0), waiting
+        provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
+        provider_up = True
+        relay.c.exec("postqueue", "-f")
+        sent = _wait_bounces(relay, lambda b: b.sources["provider"] >= 1 and b.sources["queue"] == 0)
+        assert (sent.sources["mailbox"], sent.sources["queue"], sent.sources["provider"]) == (1, 0, 1), sent
+        assert sent.notices == sent.total == 2, sent
+    finally:
+        if not provider_up:
+            provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
+        rc, out = relay.apply()  # the suite pillar: soft_bounce = yes again
+    assert rc == 0, out
+    assert relay.c.exec("postconf", "-h", "soft_bounce").stdout.strip() == "yes"
+    RESULTS.append({"scenario": "forced bounces (soft_bounce=no)", "in": 2, "arrived": 0, "lost": 0, "duplicated": 0,
+                    "bounced": sent.total, "bounced_by_source": sent.sources})  # fmt: skip
+    relay.bounce_baseline = relay.bounce_sources()
+    assert_no_bounce(relay)
+
+
+# --------------------------------------------------------------------------
 # Faults: N in, N arrive, none bounced
 # --------------------------------------------------------------------------
 def test_provider_down_then_back_normal_retry(relay):
@@ -85,56 +152,73 @@ def test_provider_down_then_back_normal_retry(relay):
     provider.stop(relay.c)
     submitted = relay.submit("down", BATCH)
     relay.wait_deferred(BATCH)
-    assert relay.bounces() == 0
+    assert_no_bounce(relay)
     assert "Connection refused" in relay.journal()
     back = time.monotonic()
     provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
     seen = relay.wait_arrived("down", BATCH, timeout=200)
     record("provider down, back (retry)", submitted, seen, relay.bounces(), retry_s=round(time.monotonic() - back))
     _assert_exactly(submitted, seen, BATCH)
-    assert relay.bounces() == 0
+    assert_no_bounce(relay)
 
 
 def test_wrong_credentials_then_fixed_pillar_flushes(relay):
+    """A local sender (root@localhost): a bounce would land in /var/mail/root, which the count reads."""
     rc, out = relay.apply(f"pillar={json.dumps({'postfix_relay': {'password': 'Wrong-Key-0000'}})}")
     assert rc == 0, out
     mark = len(provider.events(relay.c))
-    submitted = relay.submit("badauth", BATCH)
+    submitted = relay.submit("badauth", BATCH, sender="root@localhost")
     relay.wait_deferred(BATCH)
     auths = [e for e in provider.events(relay.c)[mark:] if e["event"] == "auth"]
     assert auths and not any(a["ok"] for a in auths)
-    assert "535" in relay.journal() and relay.bounces() == 0
+    assert "535" in relay.journal()
+    assert_no_bounce(relay)
     fixed = time.monotonic()
     rc, out = relay.apply()  # the suite pillar again: map rebuilt, Postfix reloaded, queue flushed
     assert rc == 0, out
     assert "postfix_relay-service-cmd-run-flush" in relay.changed()
     seen = relay.wait_arrived("badauth", BATCH, timeout=40)
     took = round(time.monotonic() - fixed)
-    record("wrong credentials, pillar fixed", submitted, seen, relay.bounces(), after_apply_s=took)
+    record(
+        "wrong credentials, pillar fixed", submitted, seen, relay.bounces(), after_apply_s=took, sender="root@localhost"
+    )
     _assert_exactly(submitted, seen, BATCH)
     assert took < 40, "arrived only by the normal retry: the flush did not happen"
+    senders = {e["mail_from"] for e in provider.events(relay.c)[mark:] if e["event"] == "message"}
+    assert senders == {"root@localhost"}, senders
+    assert_no_bounce(relay)
 
 
-def _fault_then_repair(relay, name: str, prefix: str, **fault) -> list[str]:
-    mark = len(provider.events(relay.c))
+def _fault_then_repair(relay, name: str, prefix: str, expect: tuple[str, ...], **fault) -> list[str]:
+    """Deploy a faulty provider, submit a batch, check it was deferred because of the fault, repair.
+
+    ``expect``: the commands the faulty provider must have received while the
+    batch was deferred, so that a scenario cannot pass because Postfix never
+    tried (a provider that did not listen would defer the batch as well).
+    """
     provider.deploy(relay.c, relay.run.ca, **fault)
     fault_mark = len(provider.events(relay.c))
     submitted = relay.submit(prefix, BATCH)
     relay.wait_deferred(BATCH)
     verbs = relay.commands_since(fault_mark)
-    assert relay.bounces() == 0
+    missing = [verb for verb in expect if verb not in verbs]
+    assert not missing, f"the faulty provider never got {missing} (got {verbs}): Postfix did not try it"
+    assert_no_bounce(relay)
     provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
     relay.c.exec("postqueue", "-f")
     seen = relay.wait_arrived(prefix, BATCH, timeout=60)
-    record(name, submitted, seen, relay.bounces(), auth_during_fault=verbs.count("AUTH"))
+    bounced = relay.bounces()
+    record(name, submitted, seen, bounced, auth_during_fault=verbs.count("AUTH"), ehlo_during_fault=verbs.count("EHLO"))
     _assert_exactly(submitted, seen, BATCH)
-    assert mark <= fault_mark
+    assert bounced.total == 0, f"bounced: {bounced}"
     return verbs
 
 
 def test_no_starttls_offered_no_plaintext_auth(relay):
     plain = provider.ProviderSpec(relay.spec.host, relay.spec.port, "none", relay.spec.username, relay.spec.password)
-    verbs = _fault_then_repair(relay, "no STARTTLS offered", "nostarttls", spec=plain, listen=PROVIDER_ADDR)
+    verbs = _fault_then_repair(
+        relay, "no STARTTLS offered", "nostarttls", ("EHLO",), spec=plain, listen=PROVIDER_ADDR
+    )  # fmt: skip
     assert "EHLO" in verbs
     assert "AUTH" not in verbs and "MAIL" not in verbs, verbs
     assert "TLS is required, but was not offered" in relay.journal()
@@ -142,7 +226,7 @@ def test_no_starttls_offered_no_plaintext_auth(relay):
 
 def test_certificate_for_wrong_name_no_auth(relay):
     verbs = _fault_then_repair(
-        relay, "certificate for another name", "wrongname", spec=relay.spec, listen=PROVIDER_ADDR,
+        relay, "certificate for another name", "wrongname", ("EHLO", "STARTTLS"), spec=relay.spec, listen=PROVIDER_ADDR,
         cert_for=("smtp.wrong-name.example.net",),
     )  # fmt: skip
     assert "STARTTLS" in verbs and "AUTH" not in verbs, verbs
@@ -150,7 +234,8 @@ def test_certificate_for_wrong_name_no_auth(relay):
 
 def test_certificate_from_untrusted_ca_no_auth(relay):
     verbs = _fault_then_repair(
-        relay, "certificate from an untrusted CA", "untrusted", spec=relay.spec, listen=PROVIDER_ADDR,
+        relay, "certificate from an untrusted CA", "untrusted", ("EHLO", "STARTTLS"), spec=relay.spec,
+        listen=PROVIDER_ADDR,
         signing_ca=TestCA("not trusted by the minion"),
     )  # fmt: skip
     assert "STARTTLS" in verbs and "AUTH" not in verbs, verbs
@@ -178,7 +263,7 @@ def test_postfix_restarted_mid_batch(relay):
     assert submitted["accepted"] == submitted["unique"] == count, submitted
     assert len(seen) == count, f"{count - len(seen)} message(s) lost"
     assert sum(n - 1 for n in seen.values()) <= 10, "more duplicates than deliveries in flight"
-    assert relay.bounces() == 0
+    assert_no_bounce(relay)
 
 
 def test_state_reapplied_with_changed_setting_while_mail_flows(relay):
@@ -199,6 +284,7 @@ def test_state_reapplied_with_changed_setting_while_mail_flows(relay):
     )  # fmt: skip
     assert at_start < FLOW, "the flow was over before the re-apply began"
     _assert_exactly(submitted, seen, FLOW)
+    assert_no_bounce(relay)
     rc, out = relay.apply()
     assert rc == 0, out
 
@@ -225,8 +311,9 @@ def test_every_bad_pillar_changes_nothing(relay):
     submitted = relay.submit("afterbad", 5)
     seen = relay.wait_arrived("afterbad", 5, timeout=60)
     _assert_exactly(submitted, seen, 5)
+    bounced = assert_no_bounce(relay)
     RESULTS.append({"scenario": "bad pillars tried / refused", "in": len(BAD_PILLARS), "arrived": len(refused),
-                    "lost": 0, "duplicated": 0, "bounced": 0})  # fmt: skip
+                    "lost": 0, "duplicated": 0, "bounced": bounced.total, "bounced_by_source": bounced.sources})  # fmt: skip
     assert len(refused) == len(BAD_PILLARS) >= 25
 
 

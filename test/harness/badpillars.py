@@ -163,7 +163,7 @@ BAD_PILLARS = [
     (
         "main-cf-bad-key",
         {"provider": "sendgrid", "password": "x", "main_cf": {"Header-Size": 1}},
-        ["postfix_relay:main_cf parameter name 'Header-Size' must match [a-z0-9_]+"],
+        ["postfix_relay:main_cf parameter name 'Header-Size' must match [A-Za-z0-9_]+", "case-sensitive"],
     ),
     (
         "main-cf-newline",
@@ -337,5 +337,153 @@ BAD_PILLARS = [
         "enabled-text",
         {"provider": "sendgrid", "password": "x", "enabled": "no"},
         ["postfix_relay:enabled must be true or false"],
+    ),
+    # ---- tls_ca_file (a relay with a private CA) and mixed-case main.cf names ----
+    (
+        "tls-ca-file-public-provider",
+        {"provider": "sendgrid", "password": "x", "tls_ca_file": "/etc/ssl/corp/ca.pem"},
+        [
+            "postfix_relay:tls_ca_file is for a relay whose certificate comes from a private CA",
+            "provider custom or a host override",
+            "remove tls_ca_file",
+        ],
+    ),
+    (
+        "tls-ca-file-without-verify",
+        {
+            "provider": "custom",
+            "host": "smtp.corp.example",
+            "username": "u",
+            "password": "x",
+            "tls_ca_file": "/etc/ssl/corp/ca.pem",
+            "tls_verify": False,
+        },
+        ["postfix_relay:tls_ca_file contradicts tls_verify: false", "remove tls_verify: false"],
+    ),
+    (
+        "tls-ca-file-relative",
+        {"provider": "custom", "host": "h.example", "username": "u", "password": "x", "tls_ca_file": "corp/ca.pem"},
+        ["postfix_relay:tls_ca_file must be the absolute path of a PEM file on the minion"],
+    ),
+    (
+        "tls-ca-file-dotdot",
+        {"provider": "custom", "host": "h.example", "username": "u", "password": "x", "tls_ca_file": "/etc/../ca.pem"},
+        ["postfix_relay:tls_ca_file must be the absolute path", "'..'"],
+    ),
+    (
+        "tls-ca-file-per-route",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [
+                {
+                    "senders": ["@corp.example.com"],
+                    "provider": "custom",
+                    "host": "smtp.corp.example",
+                    "username": "u",
+                    "password": "y",
+                    "tls_ca_file": "/etc/ssl/corp/ca.pem",
+                }
+            ],
+        },
+        ["postfix_relay:routes:0:tls_ca_file is not a route key", "set postfix_relay:tls_ca_file"],
+    ),
+    (
+        "tls-ca-file-and-main-cf",
+        {
+            "provider": "custom",
+            "host": "h.example",
+            "username": "u",
+            "password": "x",
+            "tls_ca_file": "/etc/ssl/corp/ca.pem",
+            "main_cf": {"smtp_tls_CAfile": "/etc/ssl/other.pem"},
+            "allow_unsafe_overrides": ["smtp_tls_CAfile"],
+        },
+        ["postfix_relay:tls_ca_file and postfix_relay:main_cf:smtp_tls_CAfile both set the trusted CAs"],
+    ),
+    (
+        "main-cf-protected-cafile",
+        {
+            "provider": "custom",
+            "host": "h.example",
+            "username": "u",
+            "password": "x",
+            "main_cf": {"smtp_tls_CAfile": "/x.pem"},
+        },
+        ["postfix_relay:main_cf:smtp_tls_CAfile is security-critical", "set postfix_relay:tls_ca_file instead"],
+    ),
+    (
+        "main-cf-wrong-case",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"smtp_tls_cafile": "/x.pem"}},
+        ["postfix_relay:main_cf:smtp_tls_cafile is not a Postfix parameter", "did you mean 'smtp_tls_CAfile'"],
+    ),
+    # ---- addresses: nothing that /etc/aliases or a Postfix table would take as an instruction ----
+    (
+        "root-alias-pipe",
+        {"provider": "sendgrid", "password": "x", "root_alias": "|/usr/local/bin/evil"},
+        ["postfix_relay:root_alias entries must be addresses", "'|' is not allowed", "allowed: user@example.com"],
+    ),
+    (
+        "root-alias-file",
+        {"provider": "sendgrid", "password": "x", "root_alias": ["ops@example.com", "/root/.ssh/authorized_keys"]},
+        ["postfix_relay:root_alias entries must be addresses", "'/' is not allowed", "allowed: user@example.com"],
+    ),
+    (
+        "root-alias-include",
+        {"provider": "sendgrid", "password": "x", "root_alias": ":include:/etc/postfix/more"},
+        ["postfix_relay:root_alias entries must be addresses", "':include:' is not allowed"],
+    ),
+    (
+        "from-address-dollar",
+        {"provider": "sendgrid", "password": "x", "from_address": "noreply${1}@example.com"},
+        ["postfix_relay:from_address must be an address", "'$' is not allowed", "allowed: user@example.com"],
+    ),
+    (
+        "sender-map-pipe",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "from_address": "n@example.com",
+            "sender_map": {"www-data": "|x@example.com"},
+        },
+        ["postfix_relay:sender_map:www-data must be an address", "'|' is not allowed"],
+    ),
+    (
+        "redirect-whitespace",
+        {"provider": "sendgrid", "password": "x", "redirect_all_to": ["qa@example.com", "qa @example.com"]},
+        ["postfix_relay:redirect_all_to must be an address", "whitespace is not allowed"],
+    ),
+    (
+        "redirect-control",
+        {"provider": "sendgrid", "password": "x", "redirect_all_to": "qa\x07@example.com"},
+        ["postfix_relay:redirect_all_to must be an address", "control characters are not allowed"],
+    ),
+    (
+        "route-sender-slash",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [{"senders": ["/tmp/x@example.com"], "provider": "postmark", "password": "t"}],
+        },
+        ["postfix_relay:routes:0:senders entries must look like", "'/' is not allowed"],
+    ),
+    (
+        "route-sender-comment",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "routes": [{"senders": ["#news@example.com"], "provider": "postmark", "password": "t"}],
+        },
+        ["postfix_relay:routes:0:senders entries must look like", "must not start with '#'"],
+    ),
+    (
+        "django-direct-with-redirect",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "redirect_all_to": "qa@example.com",
+            "django_env": {"path": "/etc/app/email.env", "mode": "direct"},
+        },
+        ["postfix_relay:django_env:mode direct", "postfix_relay:redirect_all_to", "use mode relay"],
     ),
 ]

@@ -19,6 +19,28 @@ def load_module():
 
 pfr = load_module()
 
+TEMPLATES = REPO / "postfix_relay" / "files" / "default"
+
+
+def render_template(name: str, context: dict, pillar: dict) -> str:
+    """A formula template rendered with plain Jinja, ``salt['pillar.get']`` reading ``pillar``.
+
+    For the templates that read secrets from pillar (sasl_passwd, django.env):
+    Salt renders them the same way, and keeps a trailing newline as here.
+    """
+    import jinja2
+
+    def pillar_get(path: str, default: str = ""):
+        node = {"postfix_relay": pillar}
+        for part in path.split(":"):
+            node = node[int(part)] if isinstance(node, list) else node.get(part, default)
+        return node
+
+    source = (TEMPLATES / name).read_text()
+    text = jinja2.Environment(keep_trailing_newline=True).from_string(source)
+    return text.render(salt={"pillar.get": pillar_get}, **context)
+
+
 DEBIAN12 = {"os_family": "Debian", "os": "Debian", "osmajorrelease": 12, "fqdn": "web1.example.com"}
 DEBIAN13 = {"os_family": "Debian", "os": "Debian", "osmajorrelease": 13, "fqdn": "web1.example.com"}
 REDHAT8 = {"os_family": "RedHat", "os": "Rocky", "osmajorrelease": 8, "fqdn": "web1.example.com"}

@@ -169,6 +169,52 @@ class Run:
         say(inst.name, f"converge {n}: {len(states)} states, {len(changed)} changed, {seconds:.1f} s")
         return result
 
+    # -- test=True: the usual first step on a new server ----------------------
+    def dry_run(self, inst: Instance, container: Container, fresh: bool) -> dict:
+        """``state.apply postfix_relay test=True`` succeeds, changes nothing, says what would change, leaks nothing.
+
+        Fresh: Postfix is not installed, and still is not afterwards; converged:
+        every state is already right (no result None), no file or process touched.
+        """
+        watched = "ls -la --time-style=full-iso /etc/postfix /etc/aliases* 2>&1; sha256sum /etc/postfix/* 2>&1"
+        before = container.sh(f"{watched}; cat /var/spool/postfix/pid/master.pid 2>&1", check=False).stdout
+        started = time.monotonic()
+        proc = container.exec(
+            "salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough",
+            "--out=json", "--out-indent=-1", "--log-level=warning", "state.apply", "postfix_relay", "test=True",
+            check=False, timeout=600,
+        )  # fmt: skip
+        seconds = time.monotonic() - started
+        container.write(
+            f"{KITCHEN_ROOT}/log/dry-run-{'fresh' if fresh else 'converged'}.out", proc.stdout + proc.stderr
+        )
+        try:
+            states = json.loads(proc.stdout)["local"]
+        except (ValueError, KeyError):
+            states = None
+        if proc.returncode != 0 or not isinstance(states, dict):
+            raise AssertionError(
+                f"test=True failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+            )
+        if inst.spec.password in proc.stdout + proc.stderr:
+            raise AssertionError("test=True: the suite password appears in its output")
+        failed = {sid: r.get("comment") for sid, r in states.items() if r.get("result") is False}
+        if failed:
+            raise AssertionError(f"test=True: failed states {failed}")
+        would = sorted(r["__id__"] for r in states.values() if r.get("result") is None)
+        after = container.sh(f"{watched}; cat /var/spool/postfix/pid/master.pid 2>&1", check=False).stdout
+        if after != before:
+            raise AssertionError(f"test=True changed the minion:\n{before}\n---\n{after}")
+        if fresh:
+            if container.exec("dpkg-query", "-W", "postfix", check=False).returncode == 0:
+                raise AssertionError("test=True installed postfix")
+            if "postfix_relay-package-pkg-installed-postfix" not in would:
+                raise AssertionError(f"test=True on a fresh minion does not say it would install Postfix: {would}")
+        elif would:
+            raise AssertionError(f"test=True on a converged minion would change {would}")
+        say(inst.name, f"test=True ({'fresh' if fresh else 'converged'}): {len(would)} would change, {seconds:.1f} s")
+        return {"seconds": round(seconds, 1), "would_change": len(would)}
+
     # -- verify ---------------------------------------------------------------
     def start_provider(self, inst: Instance, container: Container) -> None:
         provider.deploy(container, self.ca, inst.spec, listen=PROVIDER_ADDR)
@@ -208,10 +254,12 @@ class Run:
         try:
             say(inst.name, f"create from {image}")
             container = self.create(inst, image)
+            inst.results["dry_run_fresh"] = self.dry_run(inst, container, fresh=True)
             inst.results["converge1"] = self.converge(inst, container, 1)
             inst.results["converge2"] = second = self.converge(inst, container, 2)
             if second["changed"]:
                 raise AssertionError(f"second converge changed {second['changed']}: the formula is not idempotent")
+            inst.results["dry_run_converged"] = self.dry_run(inst, container, fresh=False)
             inst.results["verify"] = self.verify(inst, container)
             inst.results["ok"] = True
         except (AssertionError, DockerError, subprocess.TimeoutExpired) as exc:

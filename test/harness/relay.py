@@ -11,8 +11,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -25,6 +27,42 @@ PILLAR_FILE = f"{KITCHEN_ROOT}/srv/pillar/postfix_relay.sls"
 SALT_CALL = ["salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough"]
 SUBMIT = "/opt/faults/submit.py"
 WATCHED = ("/etc/postfix/main.cf", "/etc/postfix/sasl_passwd", "/etc/postfix/sasl_passwd.db")
+# What Postfix's bounce(8) notices look like: null envelope sender, MAILER-DAEMON, these subjects.
+BOUNCE_SUBJECT = re.compile(
+    r"^(Undelivered Mail Returned to Sender|Delayed Mail|Mail Delivery Status Report"
+    r"|Successful Mail Delivery Report|Postmaster (Copy|Warning))",
+    re.IGNORECASE,
+)
+BOUNCE_SOURCES = ("journal", "journal_dsn", "provider", "queue", "mailbox")
+
+
+@dataclass(frozen=True)
+class Bounces:
+    """Bounces counted from every place one can show up, relative to a baseline.
+
+    ``journal``: Postfix log lines ``status=bounced`` (bounced recipients);
+    ``journal_dsn``: queue ids with ``from=<>`` in the log (notices created).
+    The log is a witness, not the record: journald may drop lines.  The
+    sources of truth for a notice are where it can be: ``provider`` (sent
+    out: a null sender, MAILER-DAEMON or a bounce subject arrived there),
+    ``queue`` (waiting: a null-sender entry in ``postqueue -j``) and
+    ``mailbox`` (delivered locally, e.g. to /var/mail/root for a local
+    sender).  ``total`` is the largest of the log counts and the notices
+    found in those three places.
+    """
+
+    sources: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def notices(self) -> int:
+        return self.sources["provider"] + self.sources["queue"] + self.sources["mailbox"]
+
+    @property
+    def total(self) -> int:
+        return max(self.sources["journal"], self.sources["journal_dsn"], self.notices)
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.sources.items())
 
 
 class Relay:
@@ -34,6 +72,8 @@ class Relay:
         self.run, self.inst, self.c = run, inst, container
         self.spec = inst.spec
         self.last_states: dict | None = None
+        # Raw bounce counts that bounces() subtracts (set after a deliberate bounce).
+        self.bounce_baseline: dict[str, int] = dict.fromkeys(BOUNCE_SOURCES, 0)
 
     # -- Salt -----------------------------------------------------------------
     def apply(self, *args: str, sls: str = "postfix_relay", out: str = "json") -> tuple[int, str]:
@@ -60,8 +100,10 @@ class Relay:
         return yaml.safe_load((REPO / self.inst.pillars_from_files["postfix_relay.sls"]).read_text())["postfix_relay"]
 
     # -- mail -----------------------------------------------------------------
-    def submit(self, prefix: str, count: int, clients: int = 1) -> dict:
-        proc = self.c.exec("python3", SUBMIT, f"--prefix={prefix}", f"--count={count}", f"--clients={clients}")
+    def submit(self, prefix: str, count: int, clients: int = 1, sender: str | None = None) -> dict:
+        """``sender`` (envelope and From:): e.g. root@localhost, so that a bounce would land in /var/mail/root."""
+        extra = [f"--sender={sender}"] if sender else []
+        proc = self.c.exec("python3", SUBMIT, f"--prefix={prefix}", f"--count={count}", f"--clients={clients}", *extra)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
     def submit_background(self, prefix: str, count: int, clients: int = 4) -> None:
@@ -109,9 +151,54 @@ class Relay:
     def journal(self) -> str:
         return self.c.exec("journalctl", "-u", "postfix*", "--no-pager", "-o", "cat").stdout
 
-    def bounces(self) -> int:
+    def bounces(self) -> Bounces:
+        """Bounces since the baseline, from the log and from where a notice can be (see ``Bounces``)."""
+        raw = self.bounce_sources()
+        return Bounces({k: raw[k] - self.bounce_baseline[k] for k in BOUNCE_SOURCES})
+
+    def bounce_sources(self) -> dict[str, int]:
+        """Raw counts, not relative to the baseline."""
         log = self.journal()
-        return log.count("status=bounced") + log.count("from=<>,")
+        return {
+            "journal": log.count("status=bounced"),
+            "journal_dsn": len(set(re.findall(r"(?m)\b([0-9A-Za-z]+): from=<>,", log))),
+            "provider": self._provider_notices(),
+            "queue": sum(1 for e in self.queue() if e.get("sender", "") in ("", "MAILER-DAEMON")),
+            "mailbox": self._mailbox_notices(),
+        }
+
+    def _provider_notices(self) -> int:
+        """Messages the provider received (or refused at DATA) that are delivery notices."""
+        out = self.c.sh(
+            f'grep -E \'"event": "(message|refused)"\' {provider.EVENTS} '
+            '| grep -iE \'"mail_from": "(<>)?"|MAILER-DAEMON|"subject": "[^"]*(Mail|Postmaster)\' || true'
+        ).stdout
+        found = 0
+        for line in out.splitlines():
+            event = json.loads(line)
+            if (
+                event.get("mail_from") in ("", "<>")
+                or "MAILER-DAEMON" in event.get("from_header", "").upper()
+                or BOUNCE_SUBJECT.match(event.get("subject", ""))
+            ):
+                found += 1
+        return found
+
+    def _mailbox_notices(self) -> int:
+        """Delivery notices in the local mailboxes (/var/mail/*), mbox format."""
+        text = self.c.sh("cat /var/mail/* 2>/dev/null || true").stdout
+        found = 0
+        for message in re.split(r"(?m)^From ", text)[1:]:
+            envelope_sender = message.split(None, 1)[0] if message.strip() else ""
+            headers = message.split("\n\n", 1)[0]
+            subject = re.search(r"(?mi)^Subject: *(.*)$", headers)
+            if (
+                envelope_sender.upper() == "MAILER-DAEMON"
+                or "report-type=delivery-status" in headers.lower()
+                or (subject and BOUNCE_SUBJECT.match(subject.group(1)))
+            ):
+                found += 1
+        return found
 
     def commands_since(self, mark: int) -> list[str]:
         return [e["verb"] for e in provider.events(self.c)[mark:] if e["event"] == "command"]

@@ -80,6 +80,16 @@ class LocalMinion:
             raise AssertionError(f"rendering {template} failed:\n{res.stdout}\n{res.stderr}")
         return dest.read_text()
 
+    def render_state(self, show: Result, state_id: str) -> str:
+        """Render the template of a file.managed state with exactly the context the SLS gives it."""
+        args: dict = {}
+        for arg in show.data[state_id]["file"]:
+            if isinstance(arg, dict):
+                args.update(arg)
+        template = args["source"].rsplit("/", 1)[1]
+        context = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in (args.get("context") or {}).items()}
+        return self.render(template, **context)
+
     def log_text(self) -> str:
         log = self.root / "minion.log"
         return log.read_text() if log.exists() else ""

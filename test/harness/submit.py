@@ -6,7 +6,11 @@ can be matched one to one.  What Postfix refuses or a connection that drops
 (Postfix restarting) is retried until accepted, so "accepted" is exactly the
 batch handed to Postfix.  Prints one JSON line.
 
-    python3 submit.py --prefix down --count 40 [--clients 4] [--deadline 600]
+    python3 submit.py --prefix down --count 40 [--clients 4] [--deadline 600] [--sender root@localhost]
+
+The envelope sender (and From:) is app@web.example.com unless ``--sender``
+says otherwise: a bounce for it would go out through the provider, while one
+for a local sender such as root@localhost lands in /var/mail/root.
 
 With ``--server HOST:PORT --starttls --login USER`` (password in $SUBMIT_PASSWORD)
 it talks to a provider directly instead, one TLS connection per client, as a
@@ -26,9 +30,9 @@ import time
 from email.message import EmailMessage
 
 
-def build(message_id: str, prefix: str) -> EmailMessage:
+def build(message_id: str, prefix: str, sender: str = "app@web.example.com") -> EmailMessage:
     msg = EmailMessage()
-    msg["From"] = "app@web.example.com"
+    msg["From"] = sender
     msg["To"] = "customer@example.org"
     msg["Subject"] = f"batch {prefix}"
     msg["Message-ID"] = message_id
@@ -42,6 +46,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--deadline", type=float, default=600)
+    parser.add_argument("--sender", default="app@web.example.com", help="envelope sender and From:")
     parser.add_argument("--server", default="127.0.0.1:25")
     parser.add_argument("--starttls", action="store_true")
     parser.add_argument("--login", default=None)
@@ -71,7 +76,7 @@ def main() -> None:
                 try:
                     if smtp is None:
                         smtp = connect()
-                    smtp.send_message(build(message_id, args.prefix))
+                    smtp.send_message(build(message_id, args.prefix, args.sender))
                     with lock:
                         accepted.append(message_id)
                     break

@@ -57,7 +57,7 @@ def rendered(request, tmp_path_factory):
         "minion": minion,
         "show": show,
         "main_cf": minion.render("main.cf.jinja"),
-        "sasl": minion.render("sasl_passwd.jinja"),
+        "sasl": minion.render_state(show, "postfix_relay-config-file-managed-sasl_passwd"),
         "restart": minion.render("restart.jinja"),
         "expect": {"host": host, "port": port, "user": user, "db": db, "ca": ca, "os": os_name, "pillar": pillar},
     }
@@ -92,7 +92,10 @@ def test_sasl_passwd_state_is_private_and_hides_diff(rendered):
     args = _state_args(rendered["show"], "postfix_relay-config-file-managed-sasl_passwd")
     assert args["mode"] == "0600" and args["user"] == "root" and args["group"] == "root"
     assert args["show_changes"] is False
-    assert "context" in args and set(args["context"]) == {"tplroot"}
+    # The context holds where each secret is in pillar, never the secret: the template reads it there.
+    assert set(args["context"]) == {"lines"}
+    assert [line["password_pillar"] for line in args["context"]["lines"]] == ["postfix_relay:password"]
+    assert rendered["expect"]["pillar"]["password"] not in json.dumps(args)
     db = _state_args(rendered["show"], "postfix_relay-config-file-managed-sasl_passwd_db")
     assert db["mode"] == "0600" and db["replace"] is False
     assert db["name"].endswith(".lmdb" if rendered["expect"]["os"] == "redhat" else ".db")
@@ -261,6 +264,7 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/redirect_recipients",
         "/etc/postfix/redirect_headers",
         "/etc/postfix/postfix_relay.mode",
+        "/etc/postfix/postfix_relay.django_env",
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
     }
@@ -290,15 +294,15 @@ def test_django_env_state_and_file(tmp_path):
         False,
     )
     assert SECRET not in show.stdout
-    text = minion.render("django.env.jinja")
+    text = minion.render_state(show, "postfix_relay-django_env-file-managed-env")
     assert f"EMAIL_HOST_PASSWORD={json.dumps(SECRET)}" in text.splitlines()
     assert 'EMAIL_USE_TLS="True"' in text and 'EMAIL_USE_SSL="False"' in text
 
 
-def test_no_django_env_state_without_pillar(tmp_path):
+def test_no_django_env_file_without_pillar(tmp_path):
     show = LocalMinion(tmp_path, DEBIAN12, PILLARS["sendgrid"][0]).show_sls()
     assert show.returncode == 0
-    assert not any("django_env" in sid for sid in show.data)
+    assert [sid for sid in show.data if "django_env" in sid] == ["postfix_relay-django_env-file-absent-record"]
 
 
 # --------------------------------------------------------------------------
@@ -327,7 +331,7 @@ def test_operations_features_render(tmp_path):
         r"!/@(example\.com|marketing\.example\.com)$/ noreply@example.com"
     ]
     assert minion.render("aliases.jinja").splitlines()[1:] == ["postmaster:    root", "root:          ops@example.com"]
-    sasl = minion.render("sasl_passwd.jinja").splitlines()[1:]
+    sasl = minion.render_state(show, "postfix_relay-config-file-managed-sasl_passwd").splitlines()[1:]
     assert sasl == [f"[smtp.postmarkapp.com]:587 {TOKEN}:{TOKEN}", f"@marketing.example.com apikey:{SECRET}"]
     cf = minion.render("main.cf.jinja")
     assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 from harness.badpillars import BAD_PILLARS
-from harness.formula import DEBIAN12, DEBIAN13, REDHAT8, REDHAT9, pfr
+from harness.formula import DEBIAN12, DEBIAN13, REDHAT8, REDHAT9, pfr, render_template
 
 SECRET = "Sup3r:Secret pa55 word!"
+
+
+def sasl_passwd_file(settings, pillar):
+    return render_template("sasl_passwd.jinja", {"lines": settings["sasl_passwd"]}, pillar)
 
 
 def resolve(pillar, os_facts=DEBIAN12):
@@ -62,7 +66,10 @@ def test_provider_defaults(pillar, host, username):
     assert s["relay"]["port"] == 587
     assert s["relay"]["tls"] == "starttls"
     assert s["main_cf"]["relayhost"] == f"[{host}]:587"
-    assert s["sasl"] == {"key": f"[{host}]:587", "username": username, "password": pillar["password"]}
+    assert s["sasl"]["key"] == f"[{host}]:587"
+    assert s["sasl"]["username"] == (pfr.REDACTED if username == pillar["password"] else username)
+    assert sasl_passwd_file(s, pillar).splitlines()[1:] == [f"[{host}]:587 {username}:{pillar['password']}"]
+    assert pillar["password"] not in repr(s)
     assert "smtp_tls_wrappermode" not in s["main_cf"]
     assert s["main_cf"]["smtp_tls_security_level"] == "secure"
 
@@ -253,23 +260,30 @@ def test_myhostname_from_pillar():
 # --------------------------------------------------------------------------
 # Secrets: redaction and the sasl map
 # --------------------------------------------------------------------------
-def test_redact_hides_password_everywhere():
-    s = pfr.redact(resolve(BASE["sendgrid"]))
+def test_settings_hold_no_secret():
+    s = resolve(BASE["sendgrid"])
     assert SECRET not in repr(s)
-    assert s["sasl"]["password"] == pfr.REDACTED
+    assert s["sasl_passwd"] == [
+        {"key": "[smtp.sendgrid.net]:587", "username": "apikey", "password_pillar": "postfix_relay:password"}
+    ]
 
 
-def test_redact_hides_postmark_token_used_as_username():
-    s = pfr.redact(resolve({"provider": "postmark", "password": "pm-token-xyz"}))
+def test_postmark_token_used_as_username_is_hidden_and_read_from_pillar():
+    pillar = {"provider": "postmark", "password": "pm-token-xyz"}
+    s = resolve(pillar)
     assert "pm-token-xyz" not in repr(s)
+    assert s["sasl_passwd"][0]["username"] is None
+    assert sasl_passwd_file(s, pillar).splitlines()[1:] == ["[smtp.postmarkapp.com]:587 pm-token-xyz:pm-token-xyz"]
 
 
-def test_sasl_passwd_text_key_matches_relayhost():
-    s = resolve({**BASE["ses"], "port": 2465})
-    text = pfr.sasl_passwd_text(s)
+def test_sasl_passwd_key_matches_relayhost():
+    pillar = {**BASE["ses"], "port": 2465}
+    s = resolve(pillar)
+    text = sasl_passwd_file(s, pillar)
     line = [x for x in text.splitlines() if not x.startswith("#")]
     assert line == [f"[email-smtp.us-east-1.amazonaws.com]:2465 AKIA:{SECRET}"]
     assert line[0].split()[0] == s["main_cf"]["relayhost"]
+    assert text.endswith(f"{SECRET}\n")
 
 
 def test_clean_settings_need_no_pillar_and_relay_nothing():
@@ -331,8 +345,17 @@ def test_pillar_not_a_mapping():
 # django_env: Django's EMAIL_* settings from the same pillar
 # --------------------------------------------------------------------------
 def _env(pillar):
+    """The env file as the template renders it, and its variables as sh reads them."""
+    import subprocess
+
     s = resolve(pillar)
-    return pfr.django_env_settings(s), pfr.django_env_text(s)
+    text = render_template("django.env.jinja", {"django_env": s["django_env"]}, pillar)
+    out = subprocess.run(
+        ["env", "-i", "sh", "-c", 'set -a; . /dev/stdin; set +a; env -0'],
+        input=text, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    variables = dict(item.split("=", 1) for item in out.stdout.split("\0") if item.startswith("EMAIL_"))
+    return variables, text
 
 
 def test_django_env_relay_mode_is_djangos_defaults():
@@ -356,25 +379,17 @@ def test_django_env_direct_mode_exactly_one_tls_flag(port, use_tls, use_ssl):
     assert (env["EMAIL_USE_TLS"], env["EMAIL_USE_SSL"]) == (use_tls, use_ssl)
 
 
-def test_django_env_quoting_survives_sh(tmp_path):
-    import subprocess
-
+def test_django_env_quoting_survives_sh():
     tricky = 'a "q" $HOME `x` \\ b'
-    _, text = _env({**BASE["custom"], "password": tricky, "django_env": {"path": "/e/x.env", "mode": "direct"}})
-    envfile = tmp_path / "x.env"
-    envfile.write_text(text)
-    out = subprocess.run(
-        ["sh", "-c", 'set -a; . "$1"; printf %s "$EMAIL_HOST_PASSWORD"', "-", str(envfile)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout == tricky
+    env, _ = _env({**BASE["custom"], "password": tricky, "django_env": {"path": "/e/x.env", "mode": "direct"}})
+    assert env["EMAIL_HOST_PASSWORD"] == tricky
 
 
-def test_django_env_is_redacted_in_settings():
-    s = pfr.redact(resolve({**BASE["sendgrid"], "django_env": {"path": "/etc/app/email.env", "mode": "direct"}}))
-    assert s["django_env"] == {"path": "/etc/app/email.env", "mode": "direct", "user": "root", "group": "root"}
+def test_django_env_settings_hold_no_secret():
+    s = resolve({**BASE["sendgrid"], "django_env": {"path": "/etc/app/email.env", "mode": "direct"}})
+    assert {k: s["django_env"][k] for k in ("path", "mode", "user", "group")} == {
+        "path": "/etc/app/email.env", "mode": "direct", "user": "root", "group": "root",
+    }  # fmt: skip
     assert SECRET not in repr(s)
 
 
@@ -505,13 +520,12 @@ def test_routes_maps_and_credentials():
         "@marketing.example.com [smtp.sendgrid.net]:587",
         "news@example.com [smtp.sendgrid.net]:587",
     ]
-    assert pfr.sasl_passwd_text(s).splitlines()[1:] == [
+    assert sasl_passwd_file(s, OPS).splitlines()[1:] == [
         "[smtp.postmarkapp.com]:587 tok:tok",
         f"@marketing.example.com apikey:{SECRET}",
         f"news@example.com apikey:{SECRET}",
     ]
-    redacted = repr(pfr.redact(s))
-    assert SECRET not in redacted and "tok:tok" not in redacted
+    assert SECRET not in repr(s) and "'tok'" not in repr(s)
 
 
 def test_no_optional_feature_no_extra_parameters():
@@ -540,9 +554,13 @@ def test_disabled_needs_no_provider_and_holds_everything():
         s = resolve(pillar)
         assert s["enabled"] is False and s["sasl"] is None
         assert s["main_cf"]["header_checks"] == "static:HOLD"
-        assert s["main_cf"]["defer_transports"] == "smtp, relay"
-        # Accepted and held, not refused: no retry/error default transport here.
-        assert "relayhost" not in s["main_cf"] and "default_transport" not in s["main_cf"]
+        # Whatever releases the mail, the transport itself can only defer (no relayhost, no MX).
+        assert s["main_cf"]["default_transport"].startswith("retry:")
+        assert s["main_cf"]["relay_transport"].startswith("retry:")
+        # ... and SMTP submissions are still accepted (smtpd would answer 450 for a retry transport).
+        assert s["main_cf"]["smtpd_reject_unlisted_recipient"] == "no"
+        assert s["main_cf"]["soft_bounce"] == "yes"
+        assert "relayhost" not in s["main_cf"]
         assert s["main_cf"]["inet_interfaces"] == "loopback-only"
         assert SECRET not in repr(s)
     assert resolve(BASE["sendgrid"])["enabled"] is True

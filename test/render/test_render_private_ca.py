@@ -1,0 +1,44 @@
+"""Real Salt renders tls_ca_file (a relay with a private CA) into main.cf and the restart marker; mixed-case main_cf names."""
+
+from __future__ import annotations
+
+import pytest
+from harness.formula import DEBIAN12, REDHAT9
+from harness.saltlocal import LocalMinion
+
+CA = "/etc/ssl/corp/root-ca.pem"
+PILLAR = {
+    "provider": "custom",
+    "host": "smtp.corp.example.com",
+    "username": "relay",
+    "password": "Rndr-Corp-S3cret",
+    "tls_ca_file": CA,
+    # Postfix's own mixed-case names are accepted in main_cf.
+    "main_cf": {"lmtp_tls_CAfile": "/etc/ssl/lmtp.pem"},
+}
+
+
+def _param(text: str, name: str) -> str | None:
+    for line in text.splitlines():
+        if line.startswith(f"{name} = "):
+            return line.split(" = ", 1)[1]
+    return None
+
+
+@pytest.mark.parametrize(
+    ("grains", "ca_path"),
+    [(DEBIAN12, "/etc/ssl/certs"), (REDHAT9, "/etc/pki/ca-trust/extracted/pem/directory-hash")],
+    ids=["debian", "redhat"],
+)
+def test_private_ca_renders_cafile_and_keeps_the_os_cas(tmp_path, grains, ca_path):
+    minion = LocalMinion(tmp_path, grains, PILLAR)
+    show = minion.show_sls()
+    assert show.returncode == 0, show.stdout + show.stderr
+    cf = minion.render("main.cf.jinja")
+    assert _param(cf, "smtp_tls_security_level") == "secure"
+    assert _param(cf, "smtp_tls_CAfile") == CA
+    assert _param(cf, "smtp_tls_CApath") == ca_path
+    names = [line.split(" = ")[0] for line in cf.splitlines() if " = " in line and not line.startswith("#")]
+    assert len(names) == len(set(names)), "a parameter is rendered twice"
+    assert _param(cf, "lmtp_tls_CAfile") == "/etc/ssl/lmtp.pem"
+    assert f"smtp_tls_CApath = {ca_path}" in minion.render("restart.jinja").splitlines()
