@@ -13,9 +13,12 @@ Data flow::
         -> one dict:   packages, main_cf sections, sasl map, db type, CA file
         -> settings()  the same dict (it holds no secret: safe to show)
 
-Secrets take the shortest path: only :func:`sasl_passwd`, called from inside
-the ``sasl_passwd`` file template, returns the password.  Nothing else hands it
-to a state argument, so it cannot end up in state output or caches.
+Secrets take the shortest path: no function here returns one.  resolve()
+validates the passwords and hands on only their pillar paths; the two file
+templates that need a secret (``sasl_passwd``, Django's env file) read it from
+pillar while the minion renders them.  So it is never a state argument (state
+output, caches) nor the answer of an execution function (``__load__`` lists
+the few that Salt exposes).
 
 :depends: nothing beyond the Python standard library.
 """

@@ -14,7 +14,7 @@ import pytest
 from harness import provider
 from harness.formula import REPO
 from harness.kitchen import KITCHEN_ROOT, PROVIDER_ADDR
-from harness.relay import converged_relay
+from harness.relay import PILLAR_FILE, converged_relay
 
 REAL = ["alice@customer.example", "bob@customer.example", "carol@customer.example"]
 SMTP_TO_CC_BCC = """
@@ -109,3 +109,175 @@ def test_disabled_holds_everything_then_delivers_exactly_once(staging):
     seen = staging.wait_arrived("held", 3, timeout=60)
     assert len(seen) == 3 and all(n == 1 for n in seen.values()), seen
     assert staging.queue() == []
+
+
+# --------------------------------------------------------------------------
+# The off switch holds on every path an operator takes, and Django follows it
+# --------------------------------------------------------------------------
+OFF_REASON = "relaying disabled by pillar postfix_relay:enabled"
+RELEASE_AND_FLUSH = (
+    "postqueue -f; sendmail -q; postsuper -H ALL; postqueue -f; sendmail -q;"
+    " systemctl restart postfix; sleep 2; postsuper -H ALL; postqueue -f"
+)
+
+
+def _message_id_of(relay, queue_id: str) -> str:
+    """The Message-ID cleanup gave a message submitted without one (journal: '<id>: message-id=<...>')."""
+    for line in relay.journal().splitlines():
+        if line.startswith(f"{queue_id}: message-id="):
+            return line.split("message-id=", 1)[1].strip()
+    raise AssertionError(f"no message-id logged for {queue_id}")
+
+
+def test_disabled_nothing_leaves_whatever_the_operator_runs(staging):
+    """Flush, sendmail -q, release from hold, restart: the transport itself can only defer.
+
+    Messages: one deferred before the switch, two SMTP submissions, and one local
+    sendmail with a bare body (no headers, so no header_checks HOLD of its own).
+    The provider runs throughout, so a leak would be seen there; and every
+    queued message's reason must be the off switch (not, say, a DNS failure
+    on the way to the recipient's MX, which is how the old defer_transports
+    failed open).
+    """
+    provider.stop(staging.c)
+    staging.submit("offbefore", 1)
+    staging.wait_deferred(1)
+    staging.set_pillar({"enabled": False})
+    rc, out = staging.apply()
+    assert rc == 0, out
+    submitted = staging.submit("offsmtp", 2)
+    assert submitted["accepted"] == 2, submitted
+    staging.c.exec(
+        "/usr/sbin/sendmail", "-f", "app@web.example.com", "bare@customer.example", input="just a body line\n"
+    )
+    provider.deploy(staging.c, staging.run.ca, staging.spec, listen=PROVIDER_ADDR)
+    mark = len(provider.events(staging.c))
+    staging.c.sh(RELEASE_AND_FLUSH)
+    time.sleep(5)
+    assert [e for e in provider.events(staging.c)[mark:] if e["event"] != "listening"] == [], (
+        "Postfix talked to the provider"
+    )
+    queue = staging.queue()
+    assert len(queue) == 4, queue
+    assert all(e["sender"] for e in queue), "a bounce notice was queued"
+    reasons = {r.get("delay_reason") for e in queue if e["queue_name"] == "deferred" for r in e["recipients"]}
+    assert reasons == {OFF_REASON}, reasons
+    assert {e["queue_name"] for e in queue} <= {"deferred", "hold"}
+    assert "status=bounced" not in staging.journal()
+    bare = next(e for e in queue if e["recipients"][0]["address"] == "bare@customer.example")
+    bare_id = _message_id_of(staging, bare["queue_id"])
+
+    staging.set_pillar(staging.suite_pillar())
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert "postfix_relay-service-cmd-run-release-hold" in staging.changed()
+    for prefix, count in (("offbefore", 1), ("offsmtp", 2)):
+        seen = staging.wait_arrived(prefix, count, timeout=90)
+        assert len(seen) == count and all(n == 1 for n in seen.values()), (prefix, seen)
+    got = provider.wait_for_messages(staging.c, bare_id, timeout=60)
+    assert len(got) == 1 and got[0]["rcpt_tos"] == ["qa@example.com"], got
+    assert staging.queue() == []
+
+
+DJANGO_SEND = """
+import os, sys
+import django
+from django.conf import settings
+settings.configure(
+    EMAIL_HOST=os.environ["EMAIL_HOST"], EMAIL_PORT=int(os.environ["EMAIL_PORT"]),
+    EMAIL_HOST_USER=os.environ["EMAIL_HOST_USER"], EMAIL_HOST_PASSWORD=os.environ["EMAIL_HOST_PASSWORD"],
+    EMAIL_USE_TLS=os.environ["EMAIL_USE_TLS"] == "True", EMAIL_USE_SSL=os.environ["EMAIL_USE_SSL"] == "True",
+)
+django.setup()
+from django.core.mail import EmailMessage
+EmailMessage("Your order", "body", "app@example.com", ["alice@customer.example"],
+             headers={"Message-ID": sys.argv[1]}).send()
+print(os.environ["EMAIL_HOST"], os.environ["EMAIL_PORT"])
+"""
+ENV_PATH = "/etc/app/email.env"
+
+
+def _django_send(relay, message_id: str) -> str:
+    """Django's own SMTP backend with the settings from the env file, as the app's systemd unit loads them."""
+    return relay.c.sh(
+        f"set -a; . {ENV_PATH}; set +a; /opt/django/bin/python -c '{DJANGO_SEND}' '{message_id}'"
+    ).stdout.strip()
+
+
+def test_django_env_follows_the_off_switch_and_clean(staging):
+    """Direct mode puts the password in Django's env file; disabling or clean must take it away."""
+    direct = {k: v for k, v in staging.suite_pillar().items() if k != "redirect_all_to"}
+    direct["django_env"] = {"path": ENV_PATH, "mode": "direct"}
+    secret = direct["password"]
+    staging.set_pillar(direct)
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert ENV_PATH in staging.secret_locations(secret)
+
+    # Off, django_env still in pillar: the file is rewritten for the local relay, which holds.
+    staging.set_pillar({**direct, "enabled": False})
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert staging.secret_locations(secret) == [PILLAR_FILE]
+    mark = len(provider.events(staging.c))
+    message_id = f"<{uuid.uuid4().hex}@django.test>"
+    assert _django_send(staging, message_id) == "localhost 25"
+    time.sleep(3)
+    assert provider.events(staging.c)[mark:] == [], "Django reached the provider while relaying was off"
+    assert sum(1 for e in staging.queue() if e["queue_name"] == "hold") == 1
+
+    # Back to direct (relaying on: Django's held message goes out, once), then off with a
+    # pillar that no longer names the file: found by the record.
+    staging.set_pillar(direct)
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert ENV_PATH in staging.secret_locations(secret)
+    seen = provider.wait_for_messages(staging.c, message_id, timeout=60)
+    assert len(seen) == 1 and seen[0]["rcpt_tos"] == ["alice@customer.example"], seen
+    staging.set_pillar({"enabled": False})
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert staging.secret_locations(secret) == []
+    assert 'EMAIL_HOST="localhost"' in staging.c.exec("cat", ENV_PATH).stdout
+
+    # Direct again, then clean: the env file and its record go.
+    staging.set_pillar(direct)
+    rc, out = staging.apply()
+    assert rc == 0, out
+    rc, out = staging.apply(sls="postfix_relay.clean")
+    assert rc == 0, out
+    assert staging.c.exec("test", "-e", ENV_PATH, check=False).returncode != 0
+    assert staging.secret_locations(secret) == [PILLAR_FILE]
+
+    staging.set_pillar(staging.suite_pillar())
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert staging.queue() == []
+
+
+def test_first_routes_map_is_built_before_main_cf_names_it(staging):
+    """Adding routes to a running relay: Postfix must never read a main.cf that names a missing map."""
+    route = {
+        "senders": ["@news.example.com"],
+        "provider": "custom",
+        "host": "smtp.mailgun.org",
+        "username": "news",
+        "password": "route-pw-3e1b",
+    }
+    since = staging.c.exec("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    staging.set_pillar({**staging.suite_pillar(), "routes": [route]})
+    rc, out = staging.apply()
+    assert rc == 0, out
+    order = {r["__id__"]: r["__run_num__"] for r in staging.last_states.values() if r.get("changes")}
+    assert (
+        order["postfix_relay-config-cmd-run-postmap-sender_relay"] < order["postfix_relay-config-file-managed-main_cf"]
+    )
+    assert (
+        order["postfix_relay-config-cmd-run-postmap-sasl_passwd"] < order["postfix_relay-config-file-managed-main_cf"]
+    )
+    log = staging.c.exec("journalctl", "-u", "postfix*", "--since", since, "--no-pager", "-o", "cat").stdout
+    assert "sender_relay" not in log, log
+    staging.set_pillar(staging.suite_pillar())
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert staging.c.exec("test", "-e", "/etc/postfix/sender_relay.db", check=False).returncode != 0

@@ -3,19 +3,21 @@
 The tests run in file order on one fleet (module fixture): apply by grain
 from the master, prove idempotence, cut the network, then send with Django
 from the web minion and from a worker process, in relay mode and in direct
-mode (Django -> provider, same pillar).
+mode (Django -> provider, same pillar).  Last, the master side of the secret:
+its job cache, log and event bus, and every execution function's answer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
 from harness import provider
 from harness.docker import docker
 from harness.fakeprovider import sha256
-from harness.fleet import Fleet
+from harness.fleet import MASTER_CACHE, MASTER_LOG, Fleet
 
 ENV_FILE = "/etc/relayapp/email.env"
 RECIPIENTS = ["alice@example.org", "bob@example.net"]
@@ -186,3 +188,77 @@ def test_send_test_and_status_with_the_provider_down(fleet):
         provider.deploy(fleet.provider, fleet.ca, fleet.spec, listen="0.0.0.0")
     fleet.salt("web1", "cmd.run", "postqueue -f")
     assert fleet.wait_for_message(result["message_id"], timeout=60), "the deferred test message never left"
+
+
+# --------------------------------------------------------------------------
+# The master side of the secret: job cache, log, event bus, function answers
+# --------------------------------------------------------------------------
+# Given on the command line by the positive control only: a password that must show up.
+CONTROL_SECRET = "SG.cmdline-Kx5v.positive-control-3b8e"
+RET_WEB1 = r"salt/job/\d+/ret/web1\b"
+
+
+def test_master_keeps_no_password_after_an_apply(fleet):
+    """After state.apply from the master, the password is in its job cache, log and event bus nowhere.
+
+    Positive control in the same run (another, distinctive password): the same
+    apply with the password given as ``pillar=`` on the command line puts it
+    into all three, which proves the searches can find it (README: never pass
+    secrets that way).
+    """
+    secret = fleet.spec.password
+    log_start = len(fleet.master.exec("cat", MASTER_LOG).stdout)
+    with fleet.master_events() as events:
+        rets = len(re.findall(RET_WEB1, events.text()))
+        rc, data, out = fleet.salt("web1", "state.apply", "postfix_relay")
+        _assert_applied(rc, data, out, "web1", secret)
+        events.wait_for(RET_WEB1, rets + 1)
+        # test=True: the job is published, cached and returned all the same; the minion keeps its password.
+        control = {"postfix_relay": {"password": CONTROL_SECRET}}
+        rc, data, out = fleet.salt("web1", "state.apply", "postfix_relay", f"pillar={json.dumps(control)}", "test=True")
+        assert rc == 0 and isinstance(data["web1"], dict), out
+        bus = events.wait_for(RET_WEB1, rets + 2)
+    log = fleet.master.exec("cat", MASTER_LOG).stdout
+    # The master logs to its file, at debug: both publications with their arguments.
+    assert log[log_start:].count("Published command state.apply with jid") == 2, log[log_start:][-3000:]
+    assert "Published command details" in log[log_start:]
+    assert secret not in bus, "the password crossed the master's event bus"
+    assert fleet.master_secret_locations(secret) == [], "the password is in the master's cache or log"
+    # The control: the same searches find a password given on the command line.
+    assert CONTROL_SECRET in bus
+    found = fleet.master_secret_locations(CONTROL_SECRET)
+    assert MASTER_LOG in found, found
+    assert any(path.startswith(f"{MASTER_CACHE}/jobs/") for path in found), found
+
+
+# Arguments for the functions that need some; every other function is called without any.
+FUNCTION_ARGS = {
+    "postfix_relay.send_test": ["to=someone@example.com", "timeout=5"],
+    "postfix_relay.map_is_current": ["/etc/postfix/sasl_passwd"],
+}
+
+
+def test_no_execution_function_returns_the_password(fleet):
+    """What a master ACL that allows postfix_relay.* allows: list the functions, call each one.
+
+    No answer (value or error) holds the password, and the master's job cache
+    and log do not hold it afterwards.
+    """
+    secret = fleet.spec.password
+    rc, data, out = fleet.salt("web1", "sys.list_functions", "postfix_relay")
+    assert rc == 0, out
+    functions = [f for f in data["web1"] if f.startswith("postfix_relay.")]
+    assert {"postfix_relay.settings", "postfix_relay.status"} <= set(functions), functions
+    args: list[str] = []
+    for n, function in enumerate(functions):
+        args += ([","] if n else []) + FUNCTION_ARGS.get(function, [])
+    # One compound job: every function with its arguments, each answering on its own.
+    _rc, data, out = fleet.salt("web1", ",".join(functions), *args)
+    answers = data["web1"]
+    assert sorted(answers) == sorted(functions), out
+    assert answers["postfix_relay.settings"]["provider"] == "sendgrid", answers  # really called, really answered
+    assert answers["postfix_relay.status"]["relayhost"] == f"[{fleet.spec.host}]:{fleet.spec.port}", answers
+    leaked = sorted(f for f, answer in answers.items() if secret in json.dumps(answer))
+    assert leaked == [], f"the password is in the answer of {leaked}"
+    assert secret not in out
+    assert fleet.master_secret_locations(secret) == [], "the password is in the master's cache or log"

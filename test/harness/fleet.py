@@ -12,9 +12,12 @@ then cut off before any mail flows.  Used by test/fleet/ and ``make demo``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +38,13 @@ MASTER_CONFIG = {
     "interface": "0.0.0.0",
     "file_roots": {"base": ["/srv/salt", "/srv/formulas/postfix_relay"]},
     "pillar_roots": {"base": ["/srv/pillar"]},
-    "log_level_logfile": "info",
+    # debug: the secret searches of the master's log are meaningful only if the log says a lot
+    # (at debug it holds every published command with its arguments).
+    "log_level_logfile": "debug",
 }
+MASTER_LOG = "/var/log/salt/master"
+SALT_RUN = "/opt/salt/bin/salt-run"  # the image links salt, salt-call, salt-key … into PATH, not salt-run
+MASTER_CACHE = "/var/cache/salt/master"
 STATE_TOP = "base:\n  'G@roles:web or G@roles:worker':\n    - match: compound\n    - postfix_relay\n"
 
 
@@ -212,7 +220,62 @@ class Fleet:
         found = provider.wait_for_messages(container, message_id, timeout=timeout)
         return found[0] if found else None
 
+    def master_secret_locations(self, secret: str) -> list[str]:
+        """Files under the master's cache (job cache included) and its log that hold ``secret``."""
+        out = self.master.exec("grep", "-rlF", "-e", secret, MASTER_CACHE, MASTER_LOG, check=False, timeout=300)
+        return sorted(out.stdout.split())
+
+    @contextlib.contextmanager
+    def master_events(self) -> Iterator[EventCapture]:
+        """Everything on the master's event bus meanwhile (``salt-run state.event pretty=True``)."""
+        capture = EventCapture(self.master, uuid.uuid4().hex[:8])
+        capture.start()
+        try:
+            yield capture
+        finally:
+            capture.stop()
+
     def down(self) -> None:
         for container in self.containers.values():
             container.remove()
         docker("network", "rm", self.network, check=False)
+
+
+class EventCapture:
+    """``salt-run state.event pretty=True`` running on the master into a file, until stopped."""
+
+    def __init__(self, master: Container, key: str):
+        self.master = master
+        self.unit = f"pfr-events-{key}"
+        self.path = f"/var/tmp/{self.unit}.txt"
+        self.marker = f"postfix_relay/test/capture-ready/{key}"
+
+    def start(self, timeout: float = 60) -> None:
+        self.master.exec(
+            "systemd-run", f"--unit={self.unit}", "--collect", "--setenv=PYTHONUNBUFFERED=1",
+            "sh", "-c", f"exec {SALT_RUN} state.event pretty=True > {self.path} 2>&1",
+        )  # fmt: skip
+        # Listening once an event fired now shows up in the capture.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.master.exec(SALT_RUN, "event.send", self.marker, check=False, timeout=60)
+            if self.marker in self.text():
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"salt-run state.event never showed {self.marker}:\n{self.text()[-2000:]}")
+
+    def text(self) -> str:
+        return self.master.exec("cat", self.path, check=False).stdout
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 60) -> str:
+        """The capture once ``pattern`` (a regular expression, e.g. a tag) matches ``count`` times."""
+        deadline = time.monotonic() + timeout
+        text = self.text()
+        while len(re.findall(pattern, text)) < count and time.monotonic() < deadline:
+            time.sleep(0.5)
+            text = self.text()
+        assert len(re.findall(pattern, text)) >= count, f"{pattern!r} x{count} never reached the event capture"
+        return text
+
+    def stop(self) -> None:
+        self.master.exec("systemctl", "stop", self.unit, check=False)

@@ -176,7 +176,10 @@ class Run:
         Fresh: Postfix is not installed, and still is not afterwards; converged:
         every state is already right (no result None), no file or process touched.
         """
-        watched = "ls -la --time-style=full-iso /etc/postfix /etc/aliases* 2>&1; sha256sum /etc/postfix/* 2>&1"
+        watched = (
+            "ls -la --time-style=full-iso /etc/postfix /etc/aliases* 2>&1; sha256sum /etc/postfix/* 2>&1;"
+            " journalctl -u 'postfix*' -o cat --no-pager | grep -c -e 'reload' -e 'starting the Postfix'"
+        )
         before = container.sh(f"{watched}; cat /var/spool/postfix/pid/master.pid 2>&1", check=False).stdout
         started = time.monotonic()
         proc = container.exec(

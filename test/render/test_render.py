@@ -326,6 +326,23 @@ def test_operations_features_render(tmp_path):
     ):
         assert sid in show.data, sid
     assert _state_args(show, "postfix_relay-config-file-managed-aliases")["template"] == "jinja"
+    # Every map is compiled before main.cf names it (first enabling of routes, disabled -> enabled):
+    # main.cf waits for the maps, and the maps need only main.cf to exist (the placeholder).
+    main_requires = {
+        next(iter(r.values())) for r in _state_args(show, "postfix_relay-config-file-managed-main_cf")["require"]
+    }
+    assert {
+        "postfix_relay-config-cmd-run-postmap-sender_relay",
+        "postfix_relay-config-file-managed-sasl_passwd_db",
+        "postfix_relay-config-cmd-run-postalias",
+    } <= main_requires
+    for sid in (
+        "postfix_relay-config-cmd-run-postmap-sender_relay",
+        "postfix_relay-config-cmd-run-postmap-sasl_passwd",
+    ):
+        requires = {next(iter(r.values())) for r in _state_args(show, sid)["require"]}
+        assert "postfix_relay-config-file-managed-main_cf" not in requires, sid
+        assert "postfix_relay-config-file-managed-main_cf-placeholder" in requires, sid
     assert minion.render("sender_relay.jinja").splitlines()[1:] == ["@marketing.example.com [smtp.sendgrid.net]:587"]
     assert minion.render("sender_canonical.jinja").splitlines()[1:] == [
         r"!/@(example\.com|marketing\.example\.com)$/ noreply@example.com"
