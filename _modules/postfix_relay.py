@@ -575,15 +575,19 @@ def _resolve_pacing(errors: _Errors, name: str, preset: Mapping[str, Any], pilla
         out["smtp_destination_concurrency_limit"] = str(concurrency)
     rate = pillar.get("rate_per_second", default_rate)
     if rate is not None:
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not MIN_RATE <= rate <= 1:
             errors.add(
                 "rate_per_second",
-                f"must be a number above 0 and at most 1 (Postfix spaces deliveries by whole seconds), got {rate!r}; "
-                f"for faster sending leave it unset and set {PILLAR_ROOT}:concurrency",
+                f"must be a number from {MIN_RATE:.6f} (one message an hour) to 1 (Postfix spaces deliveries "
+                f"by whole seconds), got {rate!r}; for faster sending leave it unset and set {PILLAR_ROOT}:concurrency",
             )
         else:
             out["smtp_destination_rate_delay"] = f"{_rate_delay(rate)}s"
     return out
+
+
+# Slower than one message an hour is no relay: mail would wait longer than Postfix's retry cycle.
+MIN_RATE = 1 / 3600
 
 
 def _rate_delay(rate: float) -> int:
@@ -797,6 +801,7 @@ def resolve(
                 "tls": tls,
                 "tls_verify": tls_verify,
                 "tls_level": main_cf.get("smtp_tls_security_level"),
+                "tls_ca_file": tls_ca_file,
                 "nexthop": nexthop,
             },
             "main_cf_sections": sections,

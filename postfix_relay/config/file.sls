@@ -46,6 +46,20 @@ postfix_relay-config-file-managed-main_cf-placeholder:
     - require:
       - pkg: postfix_relay-package-pkg-installed-postfix
 
+{%- if postfix_relay.enabled and postfix_relay.relay.tls_ca_file %}
+
+{#- postfix_relay:tls_ca_file may come from another state of the same run, so it is
+    checked here, on the minion, before main.cf names it (test=True: "would run"). #}
+postfix_relay-config-cmd-run-check-tls_ca_file:
+  cmd.run:
+    - name: >-
+        echo "postfix_relay:tls_ca_file {{ postfix_relay.relay.tls_ca_file }} is not a readable file on this minion:
+        deploy the private CA bundle first (a state ordered before postfix_relay), then apply again" >&2; exit 1
+    - unless: test -r {{ postfix_relay.relay.tls_ca_file }}
+    - require_in:
+      - file: postfix_relay-config-file-managed-main_cf
+{%- endif %}
+
 {#- Validated by Postfix before it replaces the working file. #}
 postfix_relay-config-file-managed-main_cf:
   file.managed:

@@ -233,7 +233,10 @@ BAD_PILLARS = [
     (
         "rate-too-fast",
         {"provider": "ses", "region": "eu-west-1", "username": "u", "password": "x", "rate_per_second": 14},
-        ["postfix_relay:rate_per_second must be a number above 0 and at most 1", "postfix_relay:concurrency"],
+        [
+            "postfix_relay:rate_per_second must be a number from 0.000278 (one message an hour) to 1",
+            "postfix_relay:concurrency",
+        ],
     ),
     (
         "sandbox-not-ses",
@@ -248,7 +251,12 @@ BAD_PILLARS = [
     (
         "rate-zero",
         {"provider": "sendgrid", "password": "x", "rate_per_second": 0},
-        ["postfix_relay:rate_per_second must be a number above 0"],
+        ["postfix_relay:rate_per_second must be a number from"],
+    ),
+    (
+        "rate-per-second-tiny",
+        {"provider": "sendgrid", "password": "x", "rate_per_second": 1e-12},
+        ["postfix_relay:rate_per_second must be a number from", "one message an hour"],
     ),
     (
         "from-address-bad",

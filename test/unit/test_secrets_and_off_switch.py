@@ -79,7 +79,7 @@ def test_direct_mode_with_a_redirect_is_refused():
 
 
 def test_module_imports_and_resolves_without_salt(tmp_path):
-    """The module's promise: pure Python, unit-testable where Salt is not installed (python -S: no site-packages)."""
+    """The module's promise: pure Python, unit-testable where Salt is not installed (-I -S: no site-packages, no PYTHONPATH)."""
     script = (
         "import sys; sys.path.insert(0, sys.argv[1]); import postfix_relay as m\n"
         "assert 'salt' not in sys.modules\n"
@@ -89,7 +89,7 @@ def test_module_imports_and_resolves_without_salt(tmp_path):
         "try:\n    m.resolve({}, {'os_family': 'Debian'})\nexcept m.PillarError as e:\n    print('refused:', e)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-S", "-c", script, str(REPO / "_modules")], capture_output=True, text=True, check=False
+        [sys.executable, "-I", "-S", "-c", script, str(REPO / "_modules")], capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stderr
     assert "postfix_relay:provider is required" in out.stdout

@@ -24,7 +24,7 @@ from harness.docker import Container
 from harness.fakeprovider import sha256
 from harness.pki import TestCA
 from harness.provider import ProviderSpec
-from suites import changed_ids, salt_apply, wait_for_messages
+from suites import changed_ids, master_pid, salt_apply, wait_for_messages
 
 CORP_HOST = "smtp.corp.example.net"
 CORP_ADDR = "127.0.0.3"
@@ -32,6 +32,8 @@ CORP_UNIT = "corprelay"
 CORP_EVENTS = provider.events_path(CORP_UNIT)
 CA_FILE = "/etc/ssl/corp/corp-root-ca.pem"
 OS_CA_DIR = "/etc/ssl/certs"
+MAIN_CF = "/etc/postfix/main.cf"
+CA_FILE_STATE = "postfix_relay-config-cmd-run-check-tls_ca_file"
 
 # The message the first test leaves deferred: the second one must deliver it (nothing is lost).
 DEFERRED: list[str] = []
@@ -192,6 +194,17 @@ def test_route_to_a_provider_trusted_by_the_system_store_still_verifies(host, su
     assert [e["message_id"] for e in _wait_corp(host, [to_corp], since=corp_mark)] == [to_corp]
     journal = _journal_since(host, since)
     assert f"Verified TLS connection established to {suite.host}" in journal, journal[-3000:]
+
+
+def test_a_missing_ca_file_stops_the_run_before_main_cf_names_it(host):
+    """The CA file may come from another state of the same run, so it is checked on the minion, not at render time."""
+    before, pid = host.file(MAIN_CF).sha256sum, master_pid(host)
+    rc, states, out = salt_apply(host, pillar=_corp_pillar(tls_ca_file="/etc/ssl/corp/missing.pem"))
+    assert rc != 0, out
+    (check,) = (r for r in states.values() if r["__id__"] == CA_FILE_STATE)
+    assert check["result"] is False and "/etc/ssl/corp/missing.pem" in check["comment"], check
+    assert host.file(MAIN_CF).sha256sum == before, "main.cf was replaced though its CA file is missing"
+    assert master_pid(host) == pid
 
 
 def test_back_to_the_suite_pillar(host):
