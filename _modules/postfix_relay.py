@@ -204,8 +204,18 @@ PROTECTED_PARAMS = frozenset(
         "smtpd_relay_restrictions",
         "smtpd_sasl_auth_enable",
         "transport_maps",
+        # Routing and address rewriting: each can send mail past the relay or the redirect.
+        "content_filter",
+        "receive_override_options",
+        "sender_dependent_default_transport_maps",
+        "smtp_fallback_relay",
+        "virtual_alias_domains",
+        "virtual_alias_maps",
     }
 )
+# With redirect_all_to these are refused even when allow_unsafe_overrides names them:
+# the redirect (virtual_alias_maps, applied at cleanup) must hold, it is the promise.
+REDIRECT_PARAMS = frozenset({"receive_override_options", "virtual_alias_domains", "virtual_alias_maps"})
 
 # Parameters whose change needs a stop/start, not a reload.  smtp_tls_CApath: the
 # smtp client and tlsproxy read that directory inside Postfix's chroot jail, and
@@ -639,6 +649,13 @@ def _resolve_main_cf_overrides(errors: _Errors, pillar: Mapping[str, Any]) -> di
                 "That one is security-critical and derived from the pillar",
             )
             continue
+        if key in REDIRECT_PARAMS and pillar.get("redirect_all_to") is not None:
+            errors.add(
+                f"main_cf:{key}",
+                f"would change or switch off {PILLAR_ROOT}:redirect_all_to (staging must never mail a real "
+                "recipient), so it is refused while the redirect is set, even in allow_unsafe_overrides",
+            )
+            continue
         if key in PROTECTED_PARAMS and key not in allowed:
             private_ca = (
                 f"; for a relay whose certificate comes from a private CA, set {PILLAR_ROOT}:tls_ca_file instead"
@@ -720,7 +737,10 @@ def _resolve_tls_ca_file(
 
 
 def resolve(
-    pillar: Mapping[str, Any] | None, os_facts: Mapping[str, Any], recorded_env: Mapping[str, str] | None = None
+    pillar: Mapping[str, Any] | None,
+    os_facts: Mapping[str, Any],
+    recorded_env: Mapping[str, str] | None = None,
+    action: str = "apply",
 ) -> dict[str, Any]:
     """
     Turn the ``postfix_relay`` pillar and the minion's OS facts into settings.
@@ -731,6 +751,10 @@ def resolve(
     ``recorded_env`` is where the formula last wrote Django's env file, if it did
     (read from the minion by the Salt wrapper): a file the pillar no longer names
     is removed, and while relaying is disabled it is rewritten in relay mode.
+
+    ``action`` is ``apply`` (the relay, or the off switch when ``enabled`` is
+    false) or ``clean`` (what ``postfix_relay.clean`` leaves: see
+    :func:`resolve_clean`).  Every mode ends in :func:`_assemble`.
     """
     if pillar is None:
         pillar = {}
@@ -742,6 +766,10 @@ def resolve(
             errors.add(str(key), f"is not a known key{_suggest(key, PILLAR_KEYS)}; known: {', '.join(PILLAR_KEYS)}")
 
     osd = os_defaults(os_facts)
+    if action == "clean":
+        return resolve_clean(pillar, os_facts, recorded_env)
+    if action != "apply":
+        raise ValueError(f"postfix_relay: action must be apply or clean, got {action!r}")
     enabled = _bool(errors, "enabled", pillar.get("enabled", True))
     if enabled is False:
         return _resolve_disabled(errors, pillar, os_facts, recorded_env)
@@ -790,8 +818,10 @@ def resolve(
         features=_feature_params(base, routes, senders, redirect),
         overrides=overrides,
     )
-    main_cf = {k: v for section in sections for k, v in section["params"].items()}
-    base.update(
+    return _assemble(
+        base,
+        "enabled",
+        sections,
         {
             "provider": name,
             "provider_title": preset["title"],
@@ -800,13 +830,10 @@ def resolve(
                 "port": port,
                 "tls": tls,
                 "tls_verify": tls_verify,
-                "tls_level": main_cf.get("smtp_tls_security_level"),
+                "tls_level": "secure" if tls_verify else "encrypt",
                 "tls_ca_file": tls_ca_file,
                 "nexthop": nexthop,
             },
-            "main_cf_sections": sections,
-            "main_cf": main_cf,
-            "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
             "sasl": {"key": nexthop, "username": _shown(username, password)},
             "sasl_passwd": _sasl_passwd_lines(nexthop, username, password, routes),
             "django_env": _django_env(django_env, route),
@@ -822,14 +849,10 @@ def resolve(
             ],
             "sender_canonical": senders,
             "root_alias": root_alias,
-            "aliases_text": _aliases_text(root_alias),
             "redirect_all_to": redirect,
             "redirect_recipients": _redirect_rules(redirect),
-            "enabled": True,
-        }
+        },
     )
-    del base["identity"]
-    return base
 
 
 def _check_generic(errors: _Errors, pillar: Mapping[str, Any]) -> None:
@@ -856,14 +879,16 @@ ROUTE_KEYS = ("senders", "provider", "region", "host", "port", "tls", "username"
 # to (aliases), ':include:' reads more addresses from a file, '$' is substituted in
 # regexp-table results ($1, ${1}), and a line starting with '#' is a comment.  So the
 # local part is RFC 5322 atext without '|', '/' and '$', not starting with '#'; no
-# quoting, no whitespace, no control characters.
-_LOCAL_PART = r"(?!#)[A-Za-z0-9!#%&'*+=?^_`{}~.-]+"
+# quoting, no whitespace, no control characters.  Nor '%' and '!': Postfix rewrites
+# user%domain@localhost and domain!user@localhost into user@domain (percent hack, bang
+# path), so qa%customer.example@<this host> would redirect staging mail to a customer.
+_LOCAL_PART = r"(?!#)[A-Za-z0-9#&'*+=?^_`{}~.-]+"
 _DOMAIN = rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*"
 _EMAIL_RE = re.compile(rf"{_LOCAL_PART}@{_DOMAIN}")
 _SENDER_RE = re.compile(rf"(?:{_LOCAL_PART})?@{_DOMAIN}")
 _LOCAL_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]*[$]?")
 ADDRESS_RULE = (
-    "user@example.com, with letters, digits and ! # % & ' * + - . = ? ^ _ ` { } ~ before the @ "
+    "user@example.com, with letters, digits and # & ' * + - . = ? ^ _ ` { } ~ before the @ "
     "(not starting with #) and a host name after it"
 )
 
@@ -886,6 +911,8 @@ def _address_error(value: Any, form: str = "user@example.com") -> str:
         why = "whitespace is not allowed"
     elif value.startswith("#"):
         why = "it must not start with '#' (a comment in Postfix tables)"
+    elif "%" in value or "!" in value:
+        why = "'%' and '!' are not allowed (Postfix turns user%domain and domain!user into user@domain)"
     else:
         why = f"not of the form {form}"
     return f"got {value!r}: {why}; allowed: {ADDRESS_RULE}"
@@ -1030,17 +1057,6 @@ def _resolve_root_alias(errors: _Errors, raw: Any) -> list[str]:
     return addresses
 
 
-def _aliases_text(root_alias: list[str]) -> str | None:
-    """/etc/aliases when root_alias is set (None: leave the OS's file alone)."""
-    if not root_alias:
-        return None
-    return (
-        "# Managed by Salt (postfix_relay): mail for root and postmaster leaves through the relay.\n"
-        "postmaster:    root\n"
-        f"root:          {', '.join(root_alias)}\n"
-    )
-
-
 def _resolve_redirect(errors: _Errors, raw: Any) -> list[str]:
     """``redirect_all_to``: the only recipients any message may have (staging)."""
     if raw is None:
@@ -1123,52 +1139,46 @@ def _resolve_disabled(
     direct-mode password does not stay on the minion.
     """
     env = _resolve_django_env(errors, pillar.get("django_env"))
+    # The staging redirect is a safety setting: it stays on while relaying is off, so mail
+    # queued now is redirected at submission and cannot reach a customer when relaying resumes.
+    redirect = _resolve_redirect(errors, pillar.get("redirect_all_to"))
     errors.raise_if_any()
     if env is None and recorded_env is not None:
         env = {**recorded_env, "mode": "relay"}
-    out = resolve_clean(pillar, os_facts)
-    identity = out["main_cf_sections"][:-1]  # clean's own transport section is replaced below
+    base = _local_base(pillar, os_facts)
     off = f"retry:relaying disabled by pillar {PILLAR_ROOT}:enabled"
-    out["main_cf_sections"] = [
-        *identity,
-        {
-            "comment": (
-                "Relaying disabled (postfix_relay:enabled: false): every message is accepted and held; "
-                "whatever releases or flushes it (postsuper -H, postqueue -f, sendmail -q, a restart) "
-                "meets the retry transport, which can only defer: nothing can be sent, to the provider "
-                "or to any MX, and nothing is bounced"
-            ),
-            "params": {
-                "header_checks": "static:HOLD",
-                "default_transport": off,
-                "relay_transport": off,
-                # smtpd would answer 450 to a recipient whose transport is retry: accept, then hold.
-                "smtpd_reject_unlisted_recipient": "no",
-                # ... so an unknown local user defers instead of bouncing.
-                "soft_bounce": "yes",
-            },
+    off_switch = {
+        "comment": (
+            "Relaying disabled (postfix_relay:enabled: false): every message is accepted and held; "
+            "whatever releases or flushes it (postsuper -H, postqueue -f, sendmail -q, a restart) "
+            "meets the retry transport, which can only defer: nothing can be sent, to the provider "
+            "or to any MX, and nothing is bounced"
+        ),
+        "params": {
+            "header_checks": "static:HOLD",
+            "default_transport": off,
+            "relay_transport": off,
+            # smtpd would answer 450 to a recipient whose transport is retry: accept, then hold.
+            "smtpd_reject_unlisted_recipient": "no",
+            # ... so an unknown local user defers instead of bouncing.
+            "soft_bounce": "yes",
+            # Held or deferred for as long as relaying stays off: Postfix would otherwise
+            # return it to the sender after 5 days (soft_bounce does not stop expiry).
+            "maximal_queue_lifetime": "365d",
+            "bounce_queue_lifetime": "365d",
         },
-    ]
-    main_cf = {k: v for section in out["main_cf_sections"] for k, v in section["params"].items()}
-    out.update(
+    }
+    return _assemble(
+        base,
+        "disabled",
+        [*base["identity"], off_switch, *_feature_params(base, [], [], redirect)],
         {
-            "enabled": False,
-            "provider": None,
-            "main_cf": main_cf,
-            "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
-            "sasl": None,
-            "sasl_passwd": [],
             "django_env": _django_env(env, None),
             "django_env_absent": _stale_env(recorded_env, env),
-            "routes": [],
-            "sender_canonical": [],
-            "root_alias": [],
-            "aliases_text": None,
-            "redirect_all_to": [],
-            "redirect_recipients": [],
-        }
+            "redirect_all_to": redirect,
+            "redirect_recipients": _redirect_rules(redirect),
+        },
     )
-    return out
 
 
 DJANGO_ENV_MODES = ("relay", "direct")
@@ -1277,20 +1287,21 @@ def resolve_clean(
     named = (
         _valid_env_record({k: v for k, v in raw_env.items() if k != "mode"}) if isinstance(raw_env, Mapping) else None
     )
-    env_paths = [e["path"] for e in (named, recorded_env) if e is not None]
+    env_paths = sorted({e["path"] for e in (named, recorded_env) if e is not None})
+    base = _local_base(pillar, os_facts)
+    removed = {
+        "comment": "Relay removed by postfix_relay.clean: outbound mail is refused (450) or deferred, never sent",
+        "params": {"default_transport": "retry:outbound relay removed by postfix_relay.clean"},
+    }
+    return _assemble(base, "clean", [*base["identity"], removed], {"django_env_absent": env_paths})
+
+
+def _local_base(pillar: Mapping[str, Any], os_facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared base for modes that need no valid pillar (disabled, clean): a valid myhostname is kept."""
     myhostname = pillar.get("myhostname")
     if not (isinstance(myhostname, str) and _HOST_RE.fullmatch(myhostname) and "." in myhostname):
         myhostname = _default_myhostname(os_facts)
-    base = _base(os_defaults(os_facts), myhostname.lower())
-    base["main_cf_sections"] = [
-        *base.pop("identity"),
-        {
-            "comment": "Relay removed by postfix_relay.clean: outbound mail is refused (450) or deferred, never sent",
-            "params": {"default_transport": "retry:outbound relay removed by postfix_relay.clean"},
-        },
-    ]
-    base["django_env_absent"] = sorted(set(env_paths))
-    return base
+    return _base(os_defaults(os_facts), myhostname.lower())
 
 
 def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
@@ -1351,20 +1362,6 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
         },
         "identity": identity,
         "myhostname": myhostname,
-        # What postfix_relay.clean removes: credentials and every file the relay added.
-        "clean_absent": [
-            "sasl_passwd",
-            "sasl_passwd_db",
-            "sender_relay",
-            "sender_relay_db",
-            "sender_canonical",
-            "redirect_recipients",
-            "redirect_headers",
-            "mode_marker",
-            "django_env_record",
-            "restart_marker",
-            "check_main_cf",
-        ],
     }
 
 
@@ -1475,6 +1472,265 @@ def _main_cf_sections(
 
 
 # --------------------------------------------------------------------------
+# Files and queue actions as data: the SLS files only loop over these.
+# --------------------------------------------------------------------------
+FEATURE_DEFAULTS: dict[str, Any] = {
+    "provider": None,
+    "relay": None,
+    "sasl": None,
+    "sasl_passwd": [],
+    "routes": [],
+    "sender_canonical": [],
+    "root_alias": [],
+    "redirect_all_to": [],
+    "redirect_recipients": [],
+    "django_env": None,
+    "django_env_absent": [],
+}
+MODES = ("enabled", "disabled", "clean")
+
+
+def _assemble(base: dict[str, Any], mode: str, sections: list[dict], features: Mapping[str, Any]) -> dict[str, Any]:
+    """The one place every mode (enabled, disabled, clean) becomes settings: main.cf, files, queue actions."""
+    out = {k: v for k, v in base.items() if k != "identity"}
+    out.update(FEATURE_DEFAULTS)
+    out.update(features)
+    main_cf = {k: v for section in sections for k, v in section["params"].items()}
+    out.update(
+        {
+            "mode": mode,
+            "enabled": mode == "enabled",
+            "main_cf_sections": sections,
+            "main_cf": main_cf,
+            "restart_params": {k: main_cf[k] for k in RESTART_PARAMS if k in main_cf},
+        }
+    )
+    out["files"] = _files(out)
+    out["queue_actions"] = _queue_actions(out)
+    return out
+
+
+def _file(fid: str, path: str, present: bool = True, **spec: Any) -> dict[str, Any]:
+    """One managed file: absent, or present from a ``template`` (+ ``context``), a ``source`` or ``contents``.
+
+    ``order``: ``before`` main.cf (the maps it names), ``after`` it (markers), or None.
+    ``compile``: the postmap/postalias run that builds its database.  ``sensitive``:
+    holds a secret (diff hidden, root-only).  ``sls``: the SLS that manages it
+    (``config``, or ``django_env`` for Django's env file).  Nothing here is a secret.
+    """
+    entry = {
+        "id": fid,
+        "path": path,
+        "present": present,
+        "template": None,
+        "context": {},
+        "source": None,
+        "contents": None,
+        "user": "root",
+        "group": "root",
+        "mode": "0644",
+        "replace": True,
+        "makedirs": False,
+        "sensitive": False,
+        "check_cmd": None,
+        "only_if_exists": False,
+        "order": None,
+        "compile": None,
+        "sls": "config",
+    }
+    entry.update(spec)
+    if not present and entry["sls"] == "config":
+        entry["order"] = "after"  # main.cf stops naming it first
+    return entry
+
+
+def _map(fid: str, path: str, present: bool, db_type: str, command: str, **spec: Any) -> list[dict[str, Any]]:
+    """A map and its compiled database: built before main.cf names it, removed after main.cf forgets it."""
+    db = path + DB_SUFFIX[db_type]
+    if not present:
+        return [_file(fid, path, False), _file(f"{fid}_db", db, False)]
+    build = {
+        "id": f"{command}-{fid}" if command == "postmap" else command,
+        "command": f"{command} {db_type}:{path}",
+        "db": db,
+        "umask": "077" if spec.get("sensitive") else "022",
+    }
+    return [_file(fid, path, order="before", compile=build, **spec)]
+
+
+def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every file the formula manages in this mode, in the order the config SLS emits them."""
+    paths, db_type, mode = s["paths"], s["db_type"], s["mode"]
+    sections = {"sections": s["main_cf_sections"]}
+    if mode == "clean":
+        # Local-only main.cf where Postfix is installed; every file the relay added goes.
+        kept = {"main_cf", "aliases"}
+        files = [_file("main_cf", paths["main_cf"], template="main.cf.jinja", context=sections, only_if_exists=True)]
+        files += [_file(k, paths[k], False) for k in CLEAN_REMOVES if k not in kept]
+    else:
+        relay = mode == "enabled"
+        files = [
+            _file("check_main_cf", paths["check_main_cf"], source="check-main-cf.sh", mode="0755", order="before"),
+            # postmap/postalias read main.cf, which a fresh install lacks: a placeholder first.
+            _file(
+                "main_cf-placeholder",
+                paths["main_cf"],
+                contents="# postfix_relay: Salt is writing this file",
+                replace=False,
+                order="before",
+            ),
+            *_map(
+                "sasl_passwd",
+                paths["sasl_passwd"],
+                relay,
+                db_type,
+                "postmap",
+                template="sasl_passwd.jinja",
+                context={"lines": s["sasl_passwd"]},
+                mode="0600",
+                sensitive=True,
+            ),
+            *_map(
+                "sender_relay",
+                paths["sender_relay"],
+                bool(s["routes"]),
+                db_type,
+                "postmap",
+                template="sender_relay.jinja",
+                context={"routes": s["routes"]},
+            ),
+            _file(
+                "sender_canonical",
+                paths["sender_canonical"],
+                bool(s["sender_canonical"]),
+                template="sender_canonical.jinja",
+                context={"rules": s["sender_canonical"]},
+                order="before",
+            ),
+            _file(
+                "redirect_recipients",
+                paths["redirect_recipients"],
+                bool(s["redirect_recipients"]),
+                template="redirect_recipients.jinja",
+                context={"rules": s["redirect_recipients"]},
+                order="before",
+            ),
+            _file(
+                "redirect_headers",
+                paths["redirect_headers"],
+                bool(s["redirect_recipients"]),
+                order="before",
+                contents="# Managed by Salt (postfix_relay): keep each original recipient in a header.\n"
+                "/^(.+)$/ PREPEND X-Original-To: $1",
+            ),
+            *_map(
+                "aliases",
+                paths["aliases"],
+                True,
+                db_type,
+                "postalias",
+                # With root_alias the file is managed whole; else only created when missing (Debian 13 ships none).
+                **(
+                    {"template": "aliases.jinja", "context": {"root": s["root_alias"]}}
+                    if s["root_alias"]
+                    else {"contents": "# See man 5 aliases for format\npostmaster:    root", "replace": False}
+                ),
+            ),
+            _file(
+                "main_cf",
+                paths["main_cf"],
+                template="main.cf.jinja",
+                context=sections,
+                check_cmd=paths["check_main_cf"],
+            ),
+            _file(
+                "restart_marker",
+                paths["restart_marker"],
+                template="restart.jinja",
+                context={"params": s["restart_params"]},
+                order="after",
+            ),
+            # enabled or disabled, as last applied: switching back to enabled releases held mail.
+            _file("mode", paths["mode_marker"], contents=mode, order="after"),
+        ]
+    # Django's env file: its own SLS (postfix_relay.django_env), so that a change to it
+    # does not reload Postfix; in clean mode it goes with everything else.
+    django = {"sls": "django_env"} if mode != "clean" else {}
+    env = s["django_env"]
+    if env:
+        files += [
+            _file(
+                "env",
+                env["path"],
+                template="django.env.jinja",
+                context={"django_env": env},
+                user=env["user"],
+                group=env["group"],
+                mode="0600",
+                makedirs=True,
+                sensitive=True,
+                **django,
+            ),
+            _file("record", paths["django_env_record"], contents=_env_record_text(env), **django),
+        ]
+    elif mode != "clean":
+        files.append(_file("record", paths["django_env_record"], False, **django))
+    files += [_file(path if django else f"django_env-{path}", path, False, **django) for path in s["django_env_absent"]]
+    return files
+
+
+# What postfix_relay.clean removes (paths keys): credentials and every file the relay added.
+CLEAN_REMOVES = (
+    "sasl_passwd",
+    "sasl_passwd_db",
+    "sender_relay",
+    "sender_relay_db",
+    "sender_canonical",
+    "redirect_recipients",
+    "redirect_headers",
+    "mode_marker",
+    "django_env_record",
+    "restart_marker",
+    "check_main_cf",
+)
+
+
+def _env_record_text(env: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps({k: env[k] for k in ("path", "user", "group")}, sort_keys=True)
+
+
+def _queue_actions(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the service SLS does to queued mail, in this order, and on which file's change.
+
+    ``prereq``: runs before that file changes (Salt's prereq); ``onchanges``: after
+    Postfix reloaded, when that file changed.  Each runs after the one before it.
+    """
+    if s["mode"] == "clean":
+        return []
+    actions = []
+    if s["redirect_recipients"]:
+        # A new or changed redirect: hold everything first, so that the reload (a new qmgr
+        # scans the deferred queue) cannot send mail that still has its real recipients ...
+        actions.append({"id": "hold-before-redirect", "command": "postsuper -h ALL", "prereq": "redirect_recipients"})
+        # ... then send everything through cleanup again: redirected, and released from hold.
+        actions.append({"id": "requeue", "command": "sleep 1 && postsuper -r ALL", "onchanges": "redirect_recipients"})
+    if s["mode"] == "disabled":
+        # Relaying disabled: what is already queued waits on hold too.
+        actions.append({"id": "hold", "command": "postsuper -h ALL", "onchanges": "mode"})
+    else:
+        # Relaying enabled again: requeue what waited (hold and deferred), so that it passes
+        # the redirect if one is set and gets a fresh arrival time (no expiry on release).
+        actions.append({"id": "release-hold", "command": "postsuper -r ALL", "onchanges": "mode"})
+    for before, action in zip([None, *actions], actions, strict=False):
+        action["after"] = before["id"] if before and before.get("prereq") is None else None
+        action.setdefault("prereq", None)
+        action.setdefault("onchanges", None)
+    return actions
+
+
+# --------------------------------------------------------------------------
 # Secrets.  resolve() validates the passwords but never returns them: what it
 # returns may be printed (postfix_relay.settings), cached or passed as state
 # arguments.  The two files that need a secret (sasl_passwd, Django's env file
@@ -1508,21 +1764,6 @@ def _sasl_passwd_lines(nexthop: str, username: str, password: str, routes: list[
     return lines
 
 
-def sender_relay_text(settings: Mapping[str, Any]) -> str:
-    """``sender_relay``: each routed sender -> its provider's ``[host]:port``."""
-    lines = ["# Managed by Salt (postfix_relay): postfix_relay:routes."]
-    for route in settings.get("routes", []):
-        lines += [f"{sender} {route['nexthop']}" for sender in route["senders"]]
-    return "\n".join(lines) + "\n"
-
-
-def sender_canonical_text(settings: Mapping[str, Any]) -> str:
-    """``sender_canonical`` (regexp): local users -> verified senders; allowed domains kept."""
-    lines = ["# Managed by Salt (postfix_relay): postfix_relay:from_address and sender_map."]
-    lines += [f"{pattern} {replacement}" for pattern, replacement in settings.get("sender_canonical", [])]
-    return "\n".join(lines) + "\n"
-
-
 # --------------------------------------------------------------------------
 # Salt-facing functions
 # --------------------------------------------------------------------------
@@ -1545,26 +1786,26 @@ def _recorded_env() -> dict[str, str] | None:
         return None
 
 
-def settings(clean=False):
+def settings(action="apply"):
     """
     The resolved relay settings for this minion.  They hold no secret: each
     password appears only as the pillar path the file templates read it from.
 
-    Raises an error that names the bad pillar key when the pillar is invalid;
-    the formula calls this while rendering, so a bad pillar stops the run
-    before any state changes the minion.  ``clean=True`` gives what
-    ``postfix_relay.clean`` renders, which needs no valid pillar.
+    ``action``: ``apply`` (what ``postfix_relay`` renders: the relay, or the
+    off switch when ``enabled`` is false) or ``clean`` (what
+    ``postfix_relay.clean`` renders; it needs no valid pillar).  Raises an
+    error naming the bad pillar key when the pillar is invalid; the formula
+    calls this while rendering, so a bad pillar stops the run before any state
+    changes the minion.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt '*' postfix_relay.settings
-        salt '*' postfix_relay.settings clean=True
+        salt '*' postfix_relay.settings action=clean
     """
-    if clean:
-        return resolve_clean(_pillar(), _os_facts(), recorded_env=_recorded_env())
-    return resolve(_pillar(), _os_facts(), recorded_env=_recorded_env())
+    return resolve(_pillar(), _os_facts(), recorded_env=_recorded_env(), action=action)
 
 
 def map_is_current(source, db_type="hash"):

@@ -281,3 +281,31 @@ def test_first_routes_map_is_built_before_main_cf_names_it(staging):
     rc, out = staging.apply()
     assert rc == 0, out
     assert staging.c.exec("test", "-e", "/etc/postfix/sender_relay.db", check=False).returncode != 0
+
+
+def test_mail_queued_while_disabled_reaches_only_the_redirect(staging):
+    """Off with the redirect in pillar, mail to customers, an operator's release, then on again.
+
+    Found by review: the disabled main.cf used to drop the redirect, and re-enabling
+    released held mail that still had its real recipients.
+    """
+    staging.set_pillar({**staging.suite_pillar(), "enabled": False})
+    rc, out = staging.apply()
+    assert rc == 0, out
+    victims = ["victim-a@customer.example", "victim-b@customer.example"]
+    ids = []
+    for victim in victims:
+        message_id = f"<{uuid.uuid4().hex}@victims.test>"
+        staging.c.exec(
+            "/usr/sbin/sendmail", "-f", "app@example.com", victim,
+            input=f"To: {victim}\nSubject: invoice\nMessage-ID: {message_id}\n\nhello\n",
+        )  # fmt: skip
+        ids.append(message_id)
+    staging.c.sh("sleep 1; postsuper -H ALL; postqueue -f")
+    staging.set_pillar(staging.suite_pillar())
+    rc, out = staging.apply()
+    assert rc == 0, out
+    for message_id in ids:
+        got = provider.wait_for_messages(staging.c, message_id, timeout=60)
+        assert len(got) == 1 and got[0]["rcpt_tos"] == ["qa@example.com"], got
+    assert staging.queue() == []

@@ -108,7 +108,7 @@ def test_django_direct_mode_from_the_same_pillar(fleet):
     override = {"postfix_relay": {"django_env": {"path": ENV_FILE, "mode": "direct"}}}
     rc, data, out = fleet.salt("web1", "state.apply", "postfix_relay.django_env", f"pillar={json.dumps(override)}")
     states = _assert_applied(rc, data, out, "web1", fleet.spec.password)
-    assert [v["changes"] for v in states.values()] == [{"diff": "<show_changes=False>"}]
+    assert [v["changes"] for v in states.values() if v["changes"]] == [{"diff": "<show_changes=False>"}]
     web = fleet.minion("web1")
     text = web.exec("cat", ENV_FILE).stdout
     assert f'EMAIL_HOST="{fleet.spec.host}"' in text and 'EMAIL_USE_TLS="True"' in text
@@ -235,14 +235,17 @@ def test_master_keeps_no_password_after_an_apply(fleet):
     # The master logs to its file, at debug: the publication with its arguments.
     assert log.count("Published command state.apply with jid") == 1, log[-3000:]
     assert "Published command details" in log
-    assert _outside_pillar_bank(found) == [], f"the password is in the master's job cache or log: {found}"
+    leaks = {"job cache, other cache or log": _outside_pillar_bank(found), "event bus": secret in bus}
+    assert not any(leaks.values()), f"the password is on the master: {leaks}"
     assert f"{PILLAR_BANK}web1.p" in found, found  # Salt's minion data cache, as README says
-    assert secret not in bus, "the password crossed the master's event bus"
     # The control: the same searches find a password given on the command line.
-    assert CONTROL_SECRET in bus
     found = fleet.master_secret_locations(CONTROL_SECRET)
-    assert MASTER_LOG in found, found
-    assert any(path.startswith(f"{MASTER_CACHE}/jobs/") for path in found), found
+    seen = {
+        "job cache": any(path.startswith(f"{MASTER_CACHE}/jobs/") for path in found),
+        "log": MASTER_LOG in found,
+        "event bus": CONTROL_SECRET in bus,
+    }
+    assert all(seen.values()), f"the searches missed the control password: {seen} {found}"
 
 
 # Arguments for the functions that need some; every other function is called without any.

@@ -485,6 +485,32 @@ BAD_PILLARS = [
         ["postfix_relay:routes:0:senders entries must look like", "must not start with '#'"],
     ),
     (
+        "redirect-percent-hack",
+        {"provider": "sendgrid", "password": "x", "redirect_all_to": "qa%customer.example@localhost"},
+        ["postfix_relay:redirect_all_to", "'%' and '!' are not allowed"],
+    ),
+    (
+        "redirect-switched-off-by-main-cf",
+        {
+            "provider": "sendgrid",
+            "password": "x",
+            "redirect_all_to": "qa@example.com",
+            "main_cf": {"receive_override_options": "no_address_mappings"},
+            "allow_unsafe_overrides": ["receive_override_options"],
+        },
+        ["postfix_relay:main_cf:receive_override_options would change or switch off", "redirect_all_to"],
+    ),
+    (
+        "virtual-alias-maps-unprotected",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"virtual_alias_maps": "hash:/etc/postfix/virtual"}},
+        ["postfix_relay:main_cf:virtual_alias_maps is security-critical", "allow_unsafe_overrides"],
+    ),
+    (
+        "content-filter-unprotected",
+        {"provider": "sendgrid", "password": "x", "main_cf": {"content_filter": "smtp:[198.51.100.7]:25"}},
+        ["postfix_relay:main_cf:content_filter is security-critical"],
+    ),
+    (
         "django-direct-with-redirect",
         {
             "provider": "sendgrid",

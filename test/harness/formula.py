@@ -45,3 +45,11 @@ DEBIAN12 = {"os_family": "Debian", "os": "Debian", "osmajorrelease": 12, "fqdn":
 DEBIAN13 = {"os_family": "Debian", "os": "Debian", "osmajorrelease": 13, "fqdn": "web1.example.com"}
 REDHAT8 = {"os_family": "RedHat", "os": "Rocky", "osmajorrelease": 8, "fqdn": "web1.example.com"}
 REDHAT9 = {"os_family": "RedHat", "os": "AlmaLinux", "osmajorrelease": 9, "fqdn": "web1.example.com"}
+
+
+def render_file(settings: dict, file_id: str, pillar: dict | None = None) -> str:
+    """The content of one entry of ``settings["files"]``, rendered as the config SLS would."""
+    (entry,) = (f for f in settings["files"] if f["id"] == file_id and f["present"])
+    if entry["template"]:
+        return render_template(entry["template"], entry["context"], pillar or {})
+    return entry["contents"] + "\n"

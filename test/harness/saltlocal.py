@@ -87,7 +87,7 @@ class LocalMinion:
             if isinstance(arg, dict):
                 args.update(arg)
         template = args["source"].rsplit("/", 1)[1]
-        context = {k: json.dumps(v) if not isinstance(v, str) else v for k, v in (args.get("context") or {}).items()}
+        context = {k: json.dumps(v) for k, v in (args.get("context") or {}).items()}
         return self.render(template, **context)
 
     def log_text(self) -> str:

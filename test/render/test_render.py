@@ -56,9 +56,9 @@ def rendered(request, tmp_path_factory):
     return {
         "minion": minion,
         "show": show,
-        "main_cf": minion.render("main.cf.jinja"),
+        "main_cf": minion.render_state(show, "postfix_relay-config-file-managed-main_cf"),
         "sasl": minion.render_state(show, "postfix_relay-config-file-managed-sasl_passwd"),
-        "restart": minion.render("restart.jinja"),
+        "restart": minion.render_state(show, "postfix_relay-config-file-managed-restart_marker"),
         "expect": {"host": host, "port": port, "user": user, "db": db, "ca": ca, "os": os_name, "pillar": pillar},
     }
 
@@ -117,12 +117,17 @@ def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
     running = _state_args(rendered["show"], "postfix_relay-service-running-postfix")
     assert running["reload"] is True and running["enable"] is True
     watched = {next(iter(w.values())) for w in running["watch"]}
-    assert watched == {
+    # The whole config SLS (as template-formula does): main.cf, master.cf, every map and file.
+    assert watched == {"postfix_relay.config.file"}
+    config_states = {
+        sid for sid, body in rendered["show"].data.items() if body["__sls__"] == "postfix_relay.config.file"
+    }
+    assert {
         "postfix_relay-config-file-managed-main_cf",
         "postfix_relay-config-file-replace-master_cf-tlsproxy",
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
         "postfix_relay-config-cmd-run-postalias",
-    }
+    } <= config_states
     restart = _state_args(rendered["show"], "postfix_relay-service-module-run-restart")
     assert restart["service.restart"] == [{"name": "postfix"}]
     # Only when the running master predates the listener settings (self-healing, no restart after a fresh start).
@@ -268,7 +273,7 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
     }
-    text = minion.render("main.cf.jinja", postfix_relay_clean="True")
+    text = minion.render_state(res, "postfix_relay-config-clean-file-managed-main_cf")
     assert _param(text, "relayhost") is None
     assert _param(text, "inet_interfaces") == "loopback-only"
     assert _param(text, "default_transport").startswith("retry:")
@@ -328,14 +333,14 @@ def test_operations_features_render(tmp_path):
     assert _state_args(show, "postfix_relay-config-file-managed-aliases")["template"] == "jinja"
     # Every map is compiled before main.cf names it (first enabling of routes, disabled -> enabled):
     # main.cf waits for the maps, and the maps need only main.cf to exist (the placeholder).
-    main_requires = {
-        next(iter(r.values())) for r in _state_args(show, "postfix_relay-config-file-managed-main_cf")["require"]
-    }
-    assert {
+    for sid in (
         "postfix_relay-config-cmd-run-postmap-sender_relay",
         "postfix_relay-config-file-managed-sasl_passwd_db",
         "postfix_relay-config-cmd-run-postalias",
-    } <= main_requires
+        "postfix_relay-config-file-managed-sender_canonical",
+    ):
+        required_in = {next(iter(r.values())) for r in _state_args(show, sid)["require_in"]}
+        assert required_in == {"postfix_relay-config-file-managed-main_cf"}, sid
     for sid in (
         "postfix_relay-config-cmd-run-postmap-sender_relay",
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
@@ -343,13 +348,18 @@ def test_operations_features_render(tmp_path):
         requires = {next(iter(r.values())) for r in _state_args(show, sid)["require"]}
         assert "postfix_relay-config-file-managed-main_cf" not in requires, sid
         assert "postfix_relay-config-file-managed-main_cf-placeholder" in requires, sid
-    assert minion.render("sender_relay.jinja").splitlines()[1:] == ["@marketing.example.com [smtp.sendgrid.net]:587"]
-    assert minion.render("sender_canonical.jinja").splitlines()[1:] == [
+    assert minion.render_state(show, "postfix_relay-config-file-managed-sender_relay").splitlines()[1:] == [
+        "@marketing.example.com [smtp.sendgrid.net]:587"
+    ]
+    assert minion.render_state(show, "postfix_relay-config-file-managed-sender_canonical").splitlines()[1:] == [
         r"!/@(example\.com|marketing\.example\.com)$/ noreply@example.com"
     ]
-    assert minion.render("aliases.jinja").splitlines()[1:] == ["postmaster:    root", "root:          ops@example.com"]
+    assert minion.render_state(show, "postfix_relay-config-file-managed-aliases").splitlines()[1:] == [
+        "postmaster:    root",
+        "root:          ops@example.com",
+    ]
     sasl = minion.render_state(show, "postfix_relay-config-file-managed-sasl_passwd").splitlines()[1:]
     assert sasl == [f"[smtp.postmarkapp.com]:587 {TOKEN}:{TOKEN}", f"@marketing.example.com apikey:{SECRET}"]
-    cf = minion.render("main.cf.jinja")
+    cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
     assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
     assert _param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"

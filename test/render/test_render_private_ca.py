@@ -30,11 +30,14 @@ def test_private_ca_renders_cafile_and_keeps_the_os_cas(tmp_path):
     minion = LocalMinion(tmp_path, DEBIAN12, PILLAR)
     show = minion.show_sls()
     assert show.returncode == 0, show.stdout + show.stderr
-    cf = minion.render("main.cf.jinja")
+    cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
     assert _param(cf, "smtp_tls_security_level") == "secure"
     assert _param(cf, "smtp_tls_CAfile") == CA
     assert _param(cf, "smtp_tls_CApath") == ca_path
     names = [line.split(" = ")[0] for line in cf.splitlines() if " = " in line and not line.startswith("#")]
     assert len(names) == len(set(names)), "a parameter is rendered twice"
     assert _param(cf, "lmtp_tls_CAfile") == "/etc/ssl/lmtp.pem"
-    assert f"smtp_tls_CApath = {ca_path}" in minion.render("restart.jinja").splitlines()
+    assert (
+        f"smtp_tls_CApath = {ca_path}"
+        in minion.render_state(show, "postfix_relay-config-file-managed-restart_marker").splitlines()
+    )

@@ -58,7 +58,8 @@ def test_an_env_file_the_pillar_no_longer_names_is_removed():
 def test_clean_removes_djangos_env_file_from_pillar_and_record():
     s = pfr.resolve_clean({**SENDGRID, "django_env": ENV}, DEBIAN12, recorded_env=OLD_ENV)
     assert s["django_env_absent"] == sorted([ENV["path"], OLD_ENV["path"]])
-    assert "django_env_record" in s["clean_absent"]
+    absent = {f["path"] for f in s["files"] if not f["present"]}
+    assert {ENV["path"], OLD_ENV["path"], "/etc/postfix/postfix_relay.django_env"} <= absent
     assert pfr.resolve_clean({"django_env": "nonsense"}, DEBIAN12)["django_env_absent"] == []
 
 
@@ -93,3 +94,28 @@ def test_module_imports_and_resolves_without_salt(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "postfix_relay:provider is required" in out.stdout
+
+
+def test_disabled_keeps_the_staging_redirect_and_never_expires_mail():
+    """Mail queued while off is redirected at submission, and is not returned after 5 days."""
+    s = pfr.resolve({"enabled": False, "redirect_all_to": "qa@example.com"}, DEBIAN12)
+    cf = s["main_cf"]
+    assert cf["virtual_alias_maps"] == "regexp:/etc/postfix/redirect_recipients"
+    assert cf["default_transport"].startswith("retry:")
+    assert cf["maximal_queue_lifetime"] == cf["bounce_queue_lifetime"] == "365d"
+    present = {f["id"] for f in s["files"] if f["present"]}
+    assert {"redirect_recipients", "redirect_headers"} <= present
+
+
+def test_queue_actions_hold_before_a_redirect_and_release_through_cleanup():
+    staging = {**SENDGRID, "redirect_all_to": "qa@example.com"}
+    actions = pfr.resolve(staging, DEBIAN12)["queue_actions"]
+    assert [(a["id"], a["prereq"], a["onchanges"], a["after"]) for a in actions] == [
+        ("hold-before-redirect", "redirect_recipients", None, None),
+        ("requeue", None, "redirect_recipients", None),
+        ("release-hold", None, "mode", "requeue"),
+    ]
+    # Released mail goes through cleanup again (redirect, fresh arrival time), not just out of hold.
+    assert actions[-1]["command"] == "postsuper -r ALL"
+    off = pfr.resolve({"enabled": False}, DEBIAN12)["queue_actions"]
+    assert [(a["id"], a["command"]) for a in off] == [("hold", "postsuper -h ALL")]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 from harness.badpillars import BAD_PILLARS
-from harness.formula import DEBIAN12, DEBIAN13, REDHAT8, REDHAT9, pfr, render_template
+from harness.formula import DEBIAN12, DEBIAN13, REDHAT8, REDHAT9, pfr, render_file
 
 SECRET = "Sup3r:Secret pa55 word!"
 
 
 def sasl_passwd_file(settings, pillar):
-    return render_template("sasl_passwd.jinja", {"lines": settings["sasl_passwd"]}, pillar)
+    return render_file(settings, "sasl_passwd", pillar)
 
 
 def resolve(pillar, os_facts=DEBIAN12):
@@ -349,7 +349,7 @@ def _env(pillar):
     import subprocess
 
     s = resolve(pillar)
-    text = render_template("django.env.jinja", {"django_env": s["django_env"]}, pillar)
+    text = render_file(s, "env", pillar)
     out = subprocess.run(
         ["env", "-i", "sh", "-c", 'set -a; . /dev/stdin; set +a; env -0'],
         input=text, capture_output=True, text=True, check=True,
@@ -503,11 +503,12 @@ def test_sender_rewriting_rules():
 
 
 def test_root_alias_aliases_file():
-    assert resolve(OPS)["aliases_text"].splitlines()[1:] == [
+    assert render_file(resolve(OPS), "aliases").splitlines()[1:] == [
         "postmaster:    root",
         "root:          ops@example.com, oncall@example.com",
     ]
-    assert resolve(BASE["postmark"])["aliases_text"] is None
+    default = next(f for f in resolve(BASE["postmark"])["files"] if f["id"] == "aliases")
+    assert default["replace"] is False and default["template"] is None
 
 
 def test_routes_maps_and_credentials():
@@ -516,7 +517,7 @@ def test_routes_maps_and_credentials():
     assert s["main_cf"]["smtp_sender_dependent_authentication"] == "yes"
     # Connections to every provider are reused (Postfix keys them by sender when authenticating per sender).
     assert s["main_cf"]["smtp_connection_cache_destinations"] == "smtp.postmarkapp.com, smtp.sendgrid.net"
-    assert pfr.sender_relay_text(s).splitlines()[1:] == [
+    assert render_file(s, "sender_relay").splitlines()[1:] == [
         "@marketing.example.com [smtp.sendgrid.net]:587",
         "news@example.com [smtp.sendgrid.net]:587",
     ]
