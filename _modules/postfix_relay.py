@@ -6,6 +6,13 @@ the provider catalogue, pillar validation, OS defaults and the derived Postfix
 settings all live here, as pure Python that is unit-tested without Salt.  The
 SLS files and templates only loop over what :func:`resolve` returns.
 
+Sections, in this order: CATALOGUE (providers, OS families), VALIDATION,
+DERIVATION (main.cf sections per mode, the files and queue actions the SLS
+loop over, secrets as pillar paths), SALT-FACING, OPERATIONS.  One file on
+purpose: map.jinja checks this one file's hash against the fileserver and syncs
+it when stale; helper modules would need _utils/ (another sync, another
+staleness check) for no gain.
+
 Data flow::
 
     pillar postfix_relay:*  +  OS facts (grains)
@@ -54,7 +61,7 @@ DEFAULT_CONCURRENCY = 10
 IMPLICIT_PORTS = (465, 2465)
 
 # --------------------------------------------------------------------------
-# Provider catalogue: the one place that knows each provider.
+# CATALOGUE: providers.  The one place that knows each provider.
 # Adding a provider = adding one entry here (and one unit test).
 # ``ports`` maps each port the provider offers to the TLS mode it speaks.
 # ``username``: "fixed:<value>" (the provider fixes it), "password" (defaults
@@ -138,7 +145,7 @@ PROVIDERS: dict[str, dict[str, Any]] = {
 }
 
 # --------------------------------------------------------------------------
-# OS defaults, per os_family.  Only what differs between families lives here.
+# CATALOGUE: OS defaults, per os_family.  Only what differs between families lives here.
 # --------------------------------------------------------------------------
 OS_FAMILIES: dict[str, dict[str, Any]] = {
     "Debian": {
@@ -279,7 +286,7 @@ def __virtual__():
 
 
 # --------------------------------------------------------------------------
-# Validation helpers.  Each returns the cleaned value or records an error.
+# VALIDATION: helpers.  Each returns the cleaned value or records an error.
 # Secret values are never echoed back in a message.
 # --------------------------------------------------------------------------
 class _Errors:
@@ -387,7 +394,7 @@ def _describe_ports(ports: Mapping[int, str]) -> str:
 
 
 # --------------------------------------------------------------------------
-# OS facts -> OS defaults
+# DERIVATION: OS facts -> OS defaults
 # --------------------------------------------------------------------------
 def os_defaults(os_facts: Mapping[str, Any]) -> dict[str, Any]:
     """
@@ -433,7 +440,7 @@ def _default_myhostname(os_facts: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------
-# The resolver
+# VALIDATION and DERIVATION: the resolver (pillar -> settings, per mode)
 # --------------------------------------------------------------------------
 def _resolve_provider(errors: _Errors, pillar: Mapping[str, Any]) -> tuple[str | None, dict | None]:
     name = pillar.get("provider")
@@ -1472,7 +1479,7 @@ def _main_cf_sections(
 
 
 # --------------------------------------------------------------------------
-# Files and queue actions as data: the SLS files only loop over these.
+# DERIVATION: files and queue actions as data; the SLS files only loop over these.
 # --------------------------------------------------------------------------
 FEATURE_DEFAULTS: dict[str, Any] = {
     "provider": None,
@@ -1731,7 +1738,7 @@ def _queue_actions(s: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------
-# Secrets.  resolve() validates the passwords but never returns them: what it
+# DERIVATION: secrets.  resolve() validates the passwords but never returns them: what it
 # returns may be printed (postfix_relay.settings), cached or passed as state
 # arguments.  The two files that need a secret (sasl_passwd, Django's env file
 # in direct mode) get the pillar *path* of each secret, and their templates
@@ -1765,7 +1772,7 @@ def _sasl_passwd_lines(nexthop: str, username: str, password: str, routes: list[
 
 
 # --------------------------------------------------------------------------
-# Salt-facing functions
+# SALT-FACING: the execution functions (see __load__) and their helpers
 # --------------------------------------------------------------------------
 def _os_facts() -> dict[str, Any]:
     return {k: __grains__.get(k) for k in ("os_family", "os", "osmajorrelease", "fqdn", "host", "id")}
@@ -1830,7 +1837,7 @@ def map_is_current(source, db_type="hash"):
 
 
 # --------------------------------------------------------------------------
-# Operations: inspect and test the relay from the master
+# OPERATIONS: inspect and test the relay from the master
 # --------------------------------------------------------------------------
 _STATUS_RE = re.compile(
     r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>[^>]*)>,.*? relay=(?P<relay>[^,]+),.*? "

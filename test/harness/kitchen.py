@@ -21,6 +21,8 @@ import fnmatch
 import json
 import os
 import re
+import shlex
+import string
 import subprocess
 import sys
 import tempfile
@@ -34,12 +36,26 @@ from pathlib import Path
 import yaml
 
 from harness import images, provider
-from harness.docker import Container, DockerError
+from harness.docker import Container, DockerError, docker
 from harness.formula import REPO
 from harness.pki import TestCA
 from harness.provider import ProviderSpec
 
 KITCHEN_ROOT = "/tmp/kitchen"
+
+
+def salt_call(*args: str, out: str = "json") -> list[str]:
+    """The salt-call command line of every harness step inside an instance (kitchen-salt's salt_solo layout).
+
+    The exit code follows the states (--retcode-passthrough); JSON on one line;
+    warnings only, so that a failing assertion's output stays readable.
+    """
+    return [
+        "salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough",
+        f"--out={out}", "--out-indent=-1", "--log-level=warning", *args,
+    ]  # fmt: skip
+
+
 PROVIDER_ADDR = "127.0.0.2"
 LOG_DIR = REPO / ".cache" / "kitchen"
 _print_lock = threading.Lock()
@@ -58,6 +74,8 @@ class Instance:
     pillars: dict
     provider_yml: Path | None = None
     results: dict = field(default_factory=dict)
+    image: str | None = None  # driver.image of the platform (kitchen.yml)
+    verifier: str | None = None  # verifier.command (kitchen.yml), ${KITCHEN_*} expanded per instance
 
     @property
     def spec(self) -> ProviderSpec:
@@ -91,10 +109,29 @@ def load(path: Path = REPO / "kitchen.yml") -> list[Instance]:
             if pname in suite.get("excludes", []):
                 continue
             prov = _merge(_merge(provisioner, platform.get("provisioner", {})), suite.get("provisioner", {}))
+            driver = _merge(_merge(data.get("driver", {}), platform.get("driver", {})), suite.get("driver", {}))
+            verifier = _merge(_merge(data.get("verifier", {}), platform.get("verifier", {})), suite.get("verifier", {}))
             instances.append(
-                Instance(suite["name"], pname, prov.get("pillars_from_files", {}), prov.get("pillars", {}))
-            )
+                Instance(
+                    suite["name"], pname, prov.get("pillars_from_files", {}), prov.get("pillars", {}),
+                    image=driver.get("image"), verifier=verifier.get("command"),
+                )
+            )  # fmt: skip
     return instances
+
+
+def verifier_argv(inst: Instance, env: dict[str, str]) -> list[str]:
+    """kitchen.yml's shell verifier command for this instance, run with this venv's pytest.
+
+    Harness-only additions: quiet output, no colours, and testinfra's command log
+    at INFO (at DEBUG it buries the failing assertion).
+    """
+    if not inst.verifier:
+        raise AssertionError("kitchen.yml has no verifier.command")
+    argv = shlex.split(string.Template(inst.verifier).substitute(env))
+    if argv[0] != "pytest":
+        raise AssertionError(f"kitchen.yml verifier must run pytest, got {argv[0]!r}")
+    return [sys.executable, "-m", "pytest", "-q", "--color=no", "--log-level=INFO", *argv[1:]]
 
 
 class Run:
@@ -139,11 +176,7 @@ class Run:
     # -- converge -------------------------------------------------------------
     def converge(self, inst: Instance, container: Container, n: int) -> dict:
         started = time.monotonic()
-        proc = container.exec(
-            "salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough",
-            "--out=json", "--out-indent=-1", "--log-level=warning", "state.apply", "postfix_relay",
-            check=False, timeout=1200,
-        )  # fmt: skip
+        proc = container.exec(*salt_call("state.apply", "postfix_relay"), check=False, timeout=1200)
         seconds = time.monotonic() - started
         log_dir = LOG_DIR / inst.name
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -182,11 +215,7 @@ class Run:
         )
         before = container.sh(f"{watched}; cat /var/spool/postfix/pid/master.pid 2>&1", check=False).stdout
         started = time.monotonic()
-        proc = container.exec(
-            "salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough",
-            "--out=json", "--out-indent=-1", "--log-level=warning", "state.apply", "postfix_relay", "test=True",
-            check=False, timeout=600,
-        )  # fmt: skip
+        proc = container.exec(*salt_call("state.apply", "postfix_relay", "test=True"), check=False, timeout=600)
         seconds = time.monotonic() - started
         container.write(
             f"{KITCHEN_ROOT}/log/dry-run-{'fresh' if fresh else 'converged'}.out", proc.stdout + proc.stderr
@@ -234,13 +263,8 @@ class Run:
             "KITCHEN_CONTAINER_ID": container.name,
         }
         proc = subprocess.run(
-            [
-                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no",
-                "--log-level=INFO",  # testinfra logs every command at DEBUG: keep failures readable
-                f"--hosts=docker://{container.name}", f"test/integration/{inst.suite}",
-            ],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False,
-        )  # fmt: skip
+            verifier_argv(inst, env), cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False
+        )
         summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "no output"
         seconds = time.monotonic() - started
         say(inst.name, f"verify: {summary}")
@@ -310,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"==> images for {', '.join(platforms)}", flush=True)
     with ThreadPoolExecutor(max_workers=len(platforms)) as pool:
         refs = dict(zip(platforms, pool.map(images.build, platforms), strict=True))
+    for inst in instances:  # the image each platform's driver names in kitchen.yml, as Kitchen would run it
+        want = inst.image or ""
+        if want.split(":")[0] != refs[inst.platform].split(":")[0]:
+            raise SystemExit(
+                f"kitchen.yml platform {inst.platform}: driver.image is {want!r}, but the harness builds "
+                f"{refs[inst.platform]}; fix driver.image or harness/images.py"
+            )
+    for ref in refs.values():
+        docker("tag", ref, ref.split(":")[0])  # :latest, what kitchen.yml's driver.image names
     run = Run(keep=args.keep)
     print(f"==> {len(instances)} instances, {args.jobs} at a time (run {run.run_id})", flush=True)
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -21,10 +21,9 @@ import yaml
 
 from harness import images, provider
 from harness.formula import REPO
-from harness.kitchen import KITCHEN_ROOT, PROVIDER_ADDR, Instance, Run
+from harness.kitchen import KITCHEN_ROOT, PROVIDER_ADDR, Instance, Run, salt_call
 
 PILLAR_FILE = f"{KITCHEN_ROOT}/srv/pillar/postfix_relay.sls"
-SALT_CALL = ["salt-call", "--local", f"--config-dir={KITCHEN_ROOT}/etc/salt", "--retcode-passthrough"]
 SUBMIT = "/opt/faults/submit.py"
 WATCHED = ("/etc/postfix/main.cf", "/etc/postfix/sasl_passwd", "/etc/postfix/sasl_passwd.db")
 # What Postfix's bounce(8) notices look like: null envelope sender, MAILER-DAEMON, these subjects.
@@ -78,7 +77,7 @@ class Relay:
     # -- Salt -----------------------------------------------------------------
     def apply(self, *args: str, sls: str = "postfix_relay", out: str = "json") -> tuple[int, str]:
         """state.apply on the instance; the output is also kept there, so the secret search covers it."""
-        proc = self.c.exec(*SALT_CALL, f"--out={out}", "state.apply", sls, *args, check=False, timeout=600)
+        proc = self.c.exec(*salt_call("state.apply", sls, *args, out=out), check=False, timeout=600)
         text = proc.stdout + proc.stderr
         self.c.write(f"{KITCHEN_ROOT}/log/apply-{time.monotonic_ns()}.out", text, mode="0600")
         self.last_states = None

@@ -7,10 +7,12 @@ the password comes from the suite's pillar ``test/salt/pillar/<suite>.sls``.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.kitchen import salt_call
 from harness.provider import load_spec
 
 TEST_DIR = Path(__file__).resolve().parents[1]
@@ -37,12 +39,12 @@ def load_suite(name: str) -> Suite:
     return Suite(name, spec.host, spec.port, spec.tls, spec.username, spec.password)
 
 
-SALT_CALL = "salt-call --local --config-dir=/tmp/kitchen/etc/salt --out=json --out-indent=-1 --log-level=warning"
+SALT_CALL = shlex.join(salt_call())
 
 
 def salt_apply(host, sls: str = "postfix_relay", pillar: dict | None = None) -> tuple[int, dict | list | None, str]:
     """state.apply on the instance, as the converge did; returns (rc, states or errors, raw output)."""
-    cmd = f"{SALT_CALL} --retcode-passthrough state.apply {sls}"
+    cmd = f"{SALT_CALL} state.apply {sls}"
     out = host.run(cmd + " pillar=%s", json.dumps(pillar)) if pillar is not None else host.run(cmd)
     try:
         data = json.loads(out.stdout)["local"]
