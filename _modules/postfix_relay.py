@@ -1169,10 +1169,11 @@ def _resolve_disabled(
             "smtpd_reject_unlisted_recipient": "no",
             # ... so an unknown local user defers instead of bouncing.
             "soft_bounce": "yes",
-            # Held or deferred for as long as relaying stays off: Postfix would otherwise
-            # return it to the sender after 5 days (soft_bounce does not stop expiry).
-            "maximal_queue_lifetime": "365d",
-            "bounce_queue_lifetime": "365d",
+            # Held or deferred while relaying stays off: Postfix would otherwise return it to
+            # the sender after 5 days (soft_bounce does not stop expiry).  100 days is Postfix's
+            # maximum: qmgr refuses to start above it ("invalid maximal_queue_lifetime").
+            "maximal_queue_lifetime": "100d",
+            "bounce_queue_lifetime": "100d",
         },
     }
     return _assemble(

@@ -174,30 +174,37 @@ class Run:
         return container
 
     # -- converge -------------------------------------------------------------
-    def converge(self, inst: Instance, container: Container, n: int) -> dict:
+    def _apply(self, inst: Instance, container: Container, label: str, *args: str) -> tuple[dict, float]:
+        """state.apply postfix_relay on the instance: states by id and seconds; fails loudly, or on a leak.
+
+        The output is kept in .cache/kitchen/<instance>/ and on the instance (the secret search covers it).
+        """
         started = time.monotonic()
-        proc = container.exec(*salt_call("state.apply", "postfix_relay"), check=False, timeout=1200)
+        proc = container.exec(*salt_call("state.apply", "postfix_relay", *args), check=False, timeout=1200)
         seconds = time.monotonic() - started
         log_dir = LOG_DIR / inst.name
         log_dir.mkdir(parents=True, exist_ok=True)
-        (log_dir / f"converge-{n}.json").write_text(proc.stdout)
-        (log_dir / f"converge-{n}.stderr").write_text(proc.stderr)
-        # Keep the output on the instance too: the secret search covers it.
-        container.write(f"{KITCHEN_ROOT}/log/converge-{n}.out", proc.stdout + proc.stderr, mode="0600")
+        (log_dir / f"{label}.json").write_text(proc.stdout)
+        (log_dir / f"{label}.stderr").write_text(proc.stderr)
+        container.write(f"{KITCHEN_ROOT}/log/{label}.out", proc.stdout + proc.stderr, mode="0600")
         try:
             states = json.loads(proc.stdout)["local"]
         except (ValueError, KeyError):
             states = None
         if proc.returncode != 0 or not isinstance(states, dict):
             raise AssertionError(
-                f"converge {n} failed (rc={proc.returncode}); output in {log_dir}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+                f"{label} failed (rc={proc.returncode}); output in {log_dir}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
             )
+        if inst.spec.password in proc.stdout + proc.stderr:
+            raise AssertionError(f"{label}: the suite password appears in its output ({log_dir})")
+        return states, seconds
+
+    def converge(self, inst: Instance, container: Container, n: int) -> dict:
+        states, seconds = self._apply(inst, container, f"converge-{n}")
         failed = [sid for sid, r in states.items() if r.get("result") is not True]
         changed = sorted(r.get("__id__", sid) for sid, r in states.items() if r.get("changes"))
-        if inst.spec.password in proc.stdout + proc.stderr:
-            raise AssertionError(f"converge {n}: the suite password appears in the converge output ({log_dir})")
         if failed:
-            raise AssertionError(f"converge {n}: failed states {failed}; output in {log_dir}")
+            raise AssertionError(f"converge {n}: failed states {failed}")
         result = {"seconds": round(seconds, 1), "states": len(states), "changed": changed}
         say(inst.name, f"converge {n}: {len(states)} states, {len(changed)} changed, {seconds:.1f} s")
         return result
@@ -214,22 +221,7 @@ class Run:
             " journalctl -u 'postfix*' -o cat --no-pager | grep -c -e 'reload' -e 'starting the Postfix'"
         )
         before = container.sh(f"{watched}; cat /var/spool/postfix/pid/master.pid 2>&1", check=False).stdout
-        started = time.monotonic()
-        proc = container.exec(*salt_call("state.apply", "postfix_relay", "test=True"), check=False, timeout=600)
-        seconds = time.monotonic() - started
-        container.write(
-            f"{KITCHEN_ROOT}/log/dry-run-{'fresh' if fresh else 'converged'}.out", proc.stdout + proc.stderr
-        )
-        try:
-            states = json.loads(proc.stdout)["local"]
-        except (ValueError, KeyError):
-            states = None
-        if proc.returncode != 0 or not isinstance(states, dict):
-            raise AssertionError(
-                f"test=True failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-            )
-        if inst.spec.password in proc.stdout + proc.stderr:
-            raise AssertionError("test=True: the suite password appears in its output")
+        states, seconds = self._apply(inst, container, f"dry-run-{'fresh' if fresh else 'converged'}", "test=True")
         failed = {sid: r.get("comment") for sid, r in states.items() if r.get("result") is False}
         if failed:
             raise AssertionError(f"test=True: failed states {failed}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from harness.formula import DEBIAN12, MODULE_PATH, REDHAT9, REPO
+from harness.formula import DEBIAN12, MODULE_PATH, REDHAT9
 from harness.saltlocal import LocalMinion
 
 SECRET = "Rndr-S3cret pass:word!"
@@ -241,12 +241,9 @@ def test_module_synced_on_fresh_minion_and_stale_copy_replaced(tmp_path):
 
 def test_missing_module_on_fileserver_names_the_fix(tmp_path):
     minion = LocalMinion(tmp_path, DEBIAN12, PILLARS["sendgrid"][0])
-    config = (minion.conf / "minion").read_text()
     # Serve only the formula directory, as a user who forgot _modules/ would.
-    formula_only = tmp_path / "roots"
-    formula_only.mkdir()
-    (formula_only / "postfix_relay").symlink_to(REPO / "postfix_relay")
-    (minion.conf / "minion").write_text(config.replace(f"- {REPO}\n", f"- {formula_only}\n"))
+    (minion.file_root / "_modules").unlink()
+    assert (minion.file_root / "postfix_relay").exists()
     res = minion.show_sls()
     assert res.returncode != 0
     assert "salt://_modules/postfix_relay.py is not on the fileserver" in json.dumps(res.data)
