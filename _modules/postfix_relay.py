@@ -563,7 +563,8 @@ def _resolve_credentials(errors: _Errors, name: str, preset: dict, pillar: Mappi
         if password is not None and ":" in password:
             errors.add(
                 "password",
-                f"contains ':' and is also the default username for {name}; set {PILLAR_ROOT}:username explicitly",
+                f"contains ':' and is also the default username for {name}; "
+                f"set {PILLAR_ROOT}:{errors.prefix}username explicitly",
             )
         return password, password
     return rule.split(":", 1)[1], password
@@ -1545,6 +1546,7 @@ def _file(fid: str, path: str, present: bool = True, **spec: Any) -> dict[str, A
         "order": None,
         "compile": None,
         "sls": "config",
+        "requires": [],  # other states of the same SLS (id suffixes after the prefix) that must run first
     }
     entry.update(spec)
     if not present and entry["sls"] == "config":
@@ -1561,7 +1563,7 @@ def _map(fid: str, path: str, present: bool, db_type: str, command: str, **spec:
         "id": f"{command}-{fid}" if command == "postmap" else command,
         "command": f"{command} {db_type}:{path}",
         "db": db,
-        "umask": "077" if spec.get("sensitive") else "022",
+        "umask": "077" if spec.get("sensitive") else None,
     }
     return [_file(fid, path, order="before", compile=build, **spec)]
 
@@ -1641,7 +1643,14 @@ def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
                 **(
                     {"template": "aliases.jinja", "context": {"root": s["root_alias"]}}
                     if s["root_alias"]
-                    else {"contents": "# See man 5 aliases for format\npostmaster:    root", "replace": False}
+                    else {
+                        "contents": "# See man 5 aliases for format\npostmaster:    root",
+                        "replace": False,
+                        # Created only when missing: the OS's own file keeps its owner and mode.
+                        "user": None,
+                        "group": None,
+                        "mode": None,
+                    }
                 ),
             ),
             _file(
@@ -1683,7 +1692,12 @@ def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
         ]
     elif mode != "clean":
         files.append(_file("record", paths["django_env_record"], False, **django))
-    files += [_file(path if django else f"django_env-{path}", path, False, **django) for path in s["django_env_absent"]]
+    # A file that may hold a direct-mode password stays recorded until it is gone.
+    stale = [_file(path if django else f"django_env-{path}", path, False, **django) for path in s["django_env_absent"]]
+    for entry in files:
+        if entry["id"] == "record" or (mode == "clean" and entry["id"] == "django_env_record"):
+            entry["requires"] = [f"file-absent-{x['id']}" for x in stale] + (["file-managed-env"] if env else [])
+    files += stale
     return files
 
 
@@ -1709,32 +1723,62 @@ def _env_record_text(env: Mapping[str, Any]) -> str:
     return json.dumps({k: env[k] for k in ("path", "user", "group")}, sort_keys=True)
 
 
-def _queue_actions(s: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """What the service SLS does to queued mail, in this order, and on which file's change.
+REQUEUE_MARKER = f"{CONFIG_DIR}/postfix_relay.requeue"
+# postsuper works on the queue files, Postfix running or not; before the first install there is no queue.
+_QUEUE_EXISTS = f"test -d /var/spool/postfix/hold -a -e {CONFIG_DIR}/main.cf"
 
-    ``prereq``: runs before that file changes (Salt's prereq); ``onchanges``: after
-    Postfix reloaded, when that file changed.  Each runs after the one before it.
+
+def _queue_actions(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the service SLS does to queued mail, in this order.
+
+    ``prereq``: runs just before that file changes (Salt's prereq), so before the
+    reload.  The requeue is level-triggered: a marker file says it is owed, and
+    only a successful requeue removes it, so a run that fails after the hold is
+    finished by the next one.  ``onchanges``: after the reload, when that file changed.
     """
     if s["mode"] == "clean":
         return []
+    owe = f"touch {REQUEUE_MARKER}"
     actions = []
     if s["redirect_recipients"]:
-        # A new or changed redirect: hold everything first, so that the reload (a new qmgr
-        # scans the deferred queue) cannot send mail that still has its real recipients ...
-        actions.append({"id": "hold-before-redirect", "command": "postsuper -h ALL", "prereq": "redirect_recipients"})
-        # ... then send everything through cleanup again: redirected, and released from hold.
-        actions.append({"id": "requeue", "command": "sleep 1 && postsuper -r ALL", "onchanges": "redirect_recipients"})
+        # A new or changed redirect: hold everything first, so that the reload (whose new
+        # qmgr scans the deferred queue) or a start of a stopped Postfix cannot send mail
+        # that still has its real recipients; the requeue below redirects and releases it.
+        actions.append(
+            {
+                "id": "hold-before-redirect",
+                "command": f"{owe} && postsuper -h ALL",
+                "prereq": "redirect_recipients",
+                "onlyif": _QUEUE_EXISTS,
+            }
+        )
     if s["mode"] == "disabled":
-        # Relaying disabled: what is already queued waits on hold too.
+        # Relaying disabled: what is already queued waits on hold too (the transport
+        # only defers anyway).  The requeue stays owed until relaying is enabled.
         actions.append({"id": "hold", "command": "postsuper -h ALL", "onchanges": "mode"})
-    else:
-        # Relaying enabled again: requeue what waited (hold and deferred), so that it passes
-        # the redirect if one is set and gets a fresh arrival time (no expiry on release).
-        actions.append({"id": "release-hold", "command": "postsuper -r ALL", "onchanges": "mode"})
-    for before, action in zip([None, *actions], actions, strict=False):
-        action["after"] = before["id"] if before and before.get("prereq") is None else None
-        action.setdefault("prereq", None)
-        action.setdefault("onchanges", None)
+        return _chained(actions)
+    # Relaying enabled (again): what waited is requeued through cleanup, so that it passes
+    # the redirect if one is set and leaves hold with a fresh arrival time (no expiry).
+    actions.append({"id": "owe-requeue", "command": owe, "prereq": "mode", "onlyif": _QUEUE_EXISTS})
+    actions.append(
+        {
+            "id": "requeue",
+            "command": f"sleep 1 && postsuper -r ALL && rm -f {REQUEUE_MARKER}",
+            "onlyif": f"test -e {REQUEUE_MARKER}",
+        }
+    )
+    return _chained(actions)
+
+
+def _chained(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each action after the reload runs after the one before it (prereq actions run before the reload)."""
+    after = None
+    for action in actions:
+        for key in ("prereq", "onchanges", "onlyif"):
+            action.setdefault(key, None)
+        action["after"] = after if action["prereq"] is None else None
+        if action["prereq"] is None:
+            after = action["id"]
     return actions
 
 

@@ -5,8 +5,6 @@
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_config_clean = tplroot ~ '.config.clean' %}
-{%- set postfix_relay_clean = True %}
-{%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
 
 include:
   - {{ sls_config_clean }}

@@ -37,8 +37,10 @@ postfix_relay-service-module-run-restart:
 postfix_relay-service-cmd-run-{{ action.id }}:
   cmd.run:
     - name: {{ action.command }}
+{%-   if action.onlyif %}
+    - onlyif: {{ action.onlyif }}
+{%-   endif %}
 {%-   if action.prereq %}
-    - onlyif: postfix status
     - prereq:
       - file: postfix_relay-config-file-managed-{{ action.prereq }}
 {%-   else %}
@@ -49,8 +51,10 @@ postfix_relay-service-cmd-run-{{ action.id }}:
 {%-     endif %}
     - require_in:
       - cmd: postfix_relay-service-cmd-run-flush
+{%-     if action.onchanges %}
     - onchanges:
       - file: postfix_relay-config-file-managed-{{ action.onchanges }}
+{%-     endif %}
 {%-   endif %}
 {%- endfor %}
 

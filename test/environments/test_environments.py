@@ -101,7 +101,7 @@ def test_disabled_holds_everything_then_delivers_exactly_once(staging):
     staging.set_pillar(staging.suite_pillar())
     rc, out = staging.apply()
     assert rc == 0, out
-    assert "postfix_relay-service-cmd-run-release-hold" in staging.changed()
+    assert "postfix_relay-service-cmd-run-requeue" in staging.changed()
     seen = staging.wait_arrived("held", 3, timeout=60)
     assert len(seen) == 3 and all(n == 1 for n in seen.values()), seen
     assert staging.queue() == []
@@ -172,7 +172,7 @@ def test_disabled_nothing_leaves_whatever_the_operator_runs(staging):
     staging.set_pillar(staging.suite_pillar())
     rc, out = staging.apply()
     assert rc == 0, out
-    assert "postfix_relay-service-cmd-run-release-hold" in staging.changed()
+    assert "postfix_relay-service-cmd-run-requeue" in staging.changed()
     for prefix, count in (("offbefore", 1), ("offsmtp", 2)):
         seen = staging.wait_arrived(prefix, count, timeout=90)
         assert len(seen) == count and all(n == 1 for n in seen.values()), (prefix, seen)
@@ -311,3 +311,69 @@ def test_mail_queued_while_disabled_reaches_only_the_redirect(staging):
         got = provider.wait_for_messages(staging.c, message_id, timeout=60)
         assert len(got) == 1 and got[0]["rcpt_tos"] == ["qa@example.com"], got
     assert staging.queue() == []
+
+
+# Found by the second review: a redirect turned on while mail waits must never let that mail
+# out with its real recipients, whether Postfix was stopped or the run failed half-way.
+ORDER = """
+import smtplib, sys
+from email.message import EmailMessage
+msg = EmailMessage(); msg["From"] = "app@example.com"; msg["To"] = "alice@customer.example"
+msg["Subject"] = "Your order"; msg["Message-ID"] = sys.argv[1]; msg.set_content("x")
+with smtplib.SMTP("127.0.0.1", 25) as smtp:
+    smtp.send_message(msg)
+"""
+
+
+def _quick_retry_pillars(staging) -> tuple[dict, dict]:
+    """Without and with the redirect; short backoff, so that deferred mail is due at once."""
+    pillar = staging.suite_pillar()
+    fast = {**pillar["main_cf"], "minimal_backoff_time": "5s", "maximal_backoff_time": "10s"}
+    plain = {**{k: v for k, v in pillar.items() if k != "redirect_all_to"}, "main_cf": fast}
+    return plain, {**plain, "redirect_all_to": pillar["redirect_all_to"]}
+
+
+def _deferred_order(staging, plain: dict) -> str:
+    staging.set_pillar(plain)
+    rc, out = staging.apply()
+    assert rc == 0, out
+    provider.stop(staging.c)
+    message_id = f"<{uuid.uuid4().hex}@order.test>"
+    staging.c.exec("python3", "-c", ORDER, message_id)
+    staging.wait_deferred(1)
+    return message_id
+
+
+def test_redirect_turned_on_while_postfix_is_stopped(staging):
+    plain, redirected = _quick_retry_pillars(staging)
+    message_id = _deferred_order(staging, plain)
+    staging.c.exec("systemctl", "stop", "postfix")
+    time.sleep(11)  # the deferred message is due when Postfix starts again
+    provider.deploy(staging.c, staging.run.ca, staging.spec, listen=PROVIDER_ADDR)
+    staging.set_pillar(redirected)
+    rc, out = staging.apply()  # starts Postfix: its queue manager must not see the real recipient
+    assert rc == 0, out
+    got = provider.wait_for_messages(staging.c, message_id, timeout=60)
+    assert len(got) == 1 and got[0]["rcpt_tos"] == ["qa@example.com"], got
+    assert staging.queue() == []
+
+
+def test_a_run_that_fails_after_the_hold_is_finished_by_the_next(staging):
+    plain, redirected = _quick_retry_pillars(staging)
+    message_id = _deferred_order(staging, plain)
+    staging.set_pillar({**redirected, "main_cf": {**redirected["main_cf"], "no_such_parameter": "1"}})
+    rc, out = staging.apply()  # holds the queue, writes the redirect map, then main.cf is refused
+    assert rc != 0
+    assert [e["queue_name"] for e in staging.queue()] == ["hold"]
+    staging.set_pillar(redirected)
+    rc, out = staging.apply()
+    assert rc == 0, out
+    assert "postfix_relay-service-cmd-run-requeue" in staging.changed()
+    provider.deploy(staging.c, staging.run.ca, staging.spec, listen=PROVIDER_ADDR)
+    staging.c.exec("postqueue", "-f")
+    got = provider.wait_for_messages(staging.c, message_id, timeout=60)
+    assert len(got) == 1 and got[0]["rcpt_tos"] == ["qa@example.com"], got
+    assert staging.queue() == []
+    staging.set_pillar(staging.suite_pillar())
+    rc, out = staging.apply()
+    assert rc == 0, out
