@@ -77,19 +77,21 @@ print("submitted")
 """
 
 
-def events(host) -> list[dict]:
-    """The fake provider's event log on the instance."""
-    content = host.file(EVENTS).content_string if host.file(EVENTS).exists else ""
+def events(host, path: str = EVENTS) -> list[dict]:
+    """A fake provider's event log on the instance (the suite's own by default)."""
+    content = host.file(path).content_string if host.file(path).exists else ""
     return [json.loads(line) for line in content.splitlines() if line.strip()]
 
 
-def wait_for_messages(host, message_ids, *, since: int = 0, timeout: float = 90, poll: float = 1) -> list[dict]:
+def wait_for_messages(
+    host, message_ids, *, since: int = 0, timeout: float = 90, poll: float = 1, path: str = EVENTS
+) -> list[dict]:
     """The provider's ``message`` events for these Message-IDs (logged after event ``since``),
     once all of them arrived or at the deadline, whichever comes first."""
     wanted = set(message_ids)
     deadline = time.monotonic() + timeout
     while True:
-        found = [e for e in events(host)[since:] if e["event"] == "message" and e["message_id"] in wanted]
+        found = [e for e in events(host, path)[since:] if e["event"] == "message" and e["message_id"] in wanted]
         if {e["message_id"] for e in found} >= wanted or time.monotonic() > deadline:
             return found
         time.sleep(poll)

@@ -24,7 +24,7 @@ from harness.docker import Container
 from harness.fakeprovider import sha256
 from harness.pki import TestCA
 from harness.provider import ProviderSpec
-from suites import changed_ids, master_pid, salt_apply, wait_for_messages
+from suites import changed_ids, events, master_pid, salt_apply, wait_for_messages
 
 CORP_HOST = "smtp.corp.example.net"
 CORP_ADDR = "127.0.0.3"
@@ -62,18 +62,11 @@ def _send(host, sender: str = "app@web.example.com") -> str:
 
 
 def _corp_events(host) -> list[dict]:
-    f = host.file(CORP_EVENTS)
-    return [json.loads(line) for line in (f.content_string if f.exists else "").splitlines() if line.strip()]
+    return events(host, CORP_EVENTS)
 
 
 def _wait_corp(host, message_ids, since: int, timeout: float = 60) -> list[dict]:
-    wanted = set(message_ids)
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in _corp_events(host)[since:] if e["event"] == "message" and e["message_id"] in wanted]
-        if {e["message_id"] for e in found} >= wanted or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+    return wait_for_messages(host, message_ids, since=since, timeout=timeout, poll=0.5, path=CORP_EVENTS)
 
 
 def _journal_since(host, ts: float) -> str:
