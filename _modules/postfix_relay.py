@@ -1367,6 +1367,7 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "redirect_headers": f"{CONFIG_DIR}/redirect_headers",
             "mode_marker": f"{CONFIG_DIR}/postfix_relay.mode",
             "django_env_record": ENV_RECORD,
+            "requeue_marker": f"{CONFIG_DIR}/postfix_relay.requeue",
             "check_main_cf": "/usr/local/sbin/postfix_relay-check-main-cf",
         },
         "identity": identity,
@@ -1712,6 +1713,7 @@ CLEAN_REMOVES = (
     "redirect_headers",
     "mode_marker",
     "django_env_record",
+    "requeue_marker",
     "restart_marker",
     "check_main_cf",
 )
@@ -1723,7 +1725,7 @@ def _env_record_text(env: Mapping[str, Any]) -> str:
     return json.dumps({k: env[k] for k in ("path", "user", "group")}, sort_keys=True)
 
 
-REQUEUE_MARKER = f"{CONFIG_DIR}/postfix_relay.requeue"
+REQUEUE_MARKER = f"{CONFIG_DIR}/postfix_relay.requeue"  # paths["requeue_marker"]
 # postsuper works on the queue files, Postfix running or not; before the first install there is no queue.
 _QUEUE_EXISTS = f"test -d /var/spool/postfix/hold -a -e {CONFIG_DIR}/main.cf"
 

@@ -267,6 +267,7 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/redirect_headers",
         "/etc/postfix/postfix_relay.mode",
         "/etc/postfix/postfix_relay.django_env",
+        "/etc/postfix/postfix_relay.requeue",
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
     }
