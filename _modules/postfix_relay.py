@@ -1367,7 +1367,7 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "redirect_headers": f"{CONFIG_DIR}/redirect_headers",
             "mode_marker": f"{CONFIG_DIR}/postfix_relay.mode",
             "django_env_record": ENV_RECORD,
-            "requeue_marker": f"{CONFIG_DIR}/postfix_relay.requeue",
+            "requeue_marker": REQUEUE_MARKER,
             "check_main_cf": "/usr/local/sbin/postfix_relay-check-main-cf",
         },
         "identity": identity,
@@ -1497,7 +1497,6 @@ FEATURE_DEFAULTS: dict[str, Any] = {
     "django_env": None,
     "django_env_absent": [],
 }
-MODES = ("enabled", "disabled", "clean")
 
 
 def _assemble(base: dict[str, Any], mode: str, sections: list[dict], features: Mapping[str, Any]) -> dict[str, Any]:
@@ -1725,7 +1724,7 @@ def _env_record_text(env: Mapping[str, Any]) -> str:
     return json.dumps({k: env[k] for k in ("path", "user", "group")}, sort_keys=True)
 
 
-REQUEUE_MARKER = f"{CONFIG_DIR}/postfix_relay.requeue"  # paths["requeue_marker"]
+REQUEUE_MARKER = f"{CONFIG_DIR}/postfix_relay.requeue"
 # postsuper works on the queue files, Postfix running or not; before the first install there is no queue.
 _QUEUE_EXISTS = f"test -d /var/spool/postfix/hold -a -e {CONFIG_DIR}/main.cf"
 
@@ -1793,7 +1792,7 @@ def _chained(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------
 def _shown(username: str, password: str) -> str:
     """The username as it may be shown: hidden when it is the secret itself (a Postmark token)."""
-    return REDACTED if username == password else username
+    return REDACTED if _secret_user(username, password) is None else username
 
 
 def _secret_user(username: str, password: str) -> str | None:
