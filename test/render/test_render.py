@@ -262,6 +262,8 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/sasl_passwd.db",
         "/etc/postfix/sender_relay",
         "/etc/postfix/sender_relay.db",
+        "/etc/postfix/sender_transport",
+        "/etc/postfix/sender_transport.db",
         "/etc/postfix/sender_canonical",
         "/etc/postfix/redirect_recipients",
         "/etc/postfix/redirect_headers",
@@ -271,6 +273,12 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
     }
+    # The per-route transports leave master.cf too.
+    removed = {
+        res.data[f"postfix_relay-config-clean-cmd-run-master_cf-{n}"]["cmd"][0]["name"]
+        for n in ("postfix_relay_implicit", "postfix_relay_starttls")
+    }
+    assert removed == {"postconf -MX postfix_relay_implicit/unix", "postconf -MX postfix_relay_starttls/unix"}
     text = minion.render_state(res, "postfix_relay-config-clean-file-managed-main_cf")
     assert _param(text, "relayhost") is None
     assert _param(text, "inet_interfaces") == "loopback-only"
@@ -361,3 +369,30 @@ def test_operations_features_render(tmp_path):
     cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
     assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
     assert _param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"
+
+
+def test_route_in_another_tls_mode_renders_its_transport(tmp_path):
+    pillar = {
+        **PILLARS["sendgrid"][0],
+        "routes": [
+            {"senders": ["@mg.example.com"], "provider": "mailgun", "username": "u", "password": SECRET, "port": 465}
+        ],
+    }
+    minion = LocalMinion(tmp_path, DEBIAN12, pillar)
+    show = minion.show_sls()
+    assert show.returncode == 0, show.stdout
+    assert SECRET not in show.stdout
+    add = _state_args(show, "postfix_relay-config-cmd-run-master_cf-postfix_relay_implicit")
+    entry = "postfix_relay_implicit unix - - n - - smtp -o smtp_tls_wrappermode=yes"
+    assert add["name"] == f"postconf -M 'postfix_relay_implicit/unix={entry}'"
+    assert add["unless"].endswith(f"= '{entry}'")
+    # Added before main.cf names it; the unused clone is removed after main.cf forgets it.
+    assert {next(iter(r.values())) for r in add["require_in"]} == {"postfix_relay-config-file-managed-main_cf"}
+    drop = _state_args(show, "postfix_relay-config-cmd-run-master_cf-postfix_relay_starttls")
+    assert drop["name"] == "postconf -MX postfix_relay_starttls/unix"
+    assert {next(iter(r.values())) for r in drop["require"]} == {"postfix_relay-config-file-managed-main_cf"}
+    transport = minion.render_state(show, "postfix_relay-config-file-managed-sender_transport")
+    assert transport.splitlines()[1:] == ["@mg.example.com postfix_relay_implicit"]
+    cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
+    assert _param(cf, "sender_dependent_default_transport_maps") == "hash:/etc/postfix/sender_transport"
+    assert _param(cf, "smtp_tls_wrappermode") is None
