@@ -13,7 +13,17 @@ P1 messages/s until the last one arrived; P2 TLS handshakes and AUTHs per 1,000
 messages; P3/P4 first converge and a no-op re-converge; P5 converge time of
 1, 2, 4 and 8 minions from one master.  Prints a table and writes JSON.
 
-    python -m harness.bench [--messages 2000] [--clients 4] [--concurrency 10] [--fleet 1,2,4,8] [--json FILE]
+Then, at each ``--rtt`` (ms, default 40 and 100), with the fake provider behind
+the RTT proxy (rttproxy.py; the provider's name still resolves to 127.0.0.2,
+where the proxy listens): real Django's send_mail() (djangobench.py) in relay
+mode (localhost:25) and direct mode (the provider, EMAIL_USE_TLS): (a) latency
+per call, median and p95, one process; (b) messages per second until the last
+one reached the provider, ``--workers`` processes; (c) TLS handshakes and AUTHs
+per 1,000 from the provider's log.  Prints the issue-13 targets met or not.
+
+    python -m harness.bench [--messages 2000] [--clients 4] [--concurrency 10] [--fleet 1,2,4,8]
+                            [--rtt 40,100] [--rtt-latency-messages 40] [--rtt-messages 1000]
+                            [--rtt-direct-messages 200] [--workers 4] [--json FILE]
 """
 
 from __future__ import annotations
