@@ -134,8 +134,11 @@ def test_concurrent_streams_are_not_serialised(proxy):
 
 
 def test_bytes_arrive_intact_and_in_order(proxy):
+    """3 MB there and back, in order, in about one RTT: a proxy that slept per chunk would take seconds."""
     payload = os.urandom(3 * 1024 * 1024)
     with socket.create_connection(("127.0.0.1", proxy), timeout=30) as sock:
+        _round_trip(sock, b"warm")
+        started = time.monotonic()
         received: list[bytes] = []
 
         def reader():
@@ -146,7 +149,9 @@ def test_bytes_arrive_intact_and_in_order(proxy):
         for i in range(0, len(payload), 4096):
             sock.sendall(payload[i : i + 4096])
         thread.join(30)
+        took = time.monotonic() - started
         assert received and received[0] == payload
+        assert RTT <= took < RTT + 1.0, took  # 48 chunks of 64 KiB each way, not 48 delays
 
 
 def test_half_close_travels_with_the_delay(proxy):
