@@ -22,7 +22,8 @@ help:
 	@echo "make fleet        salt-master + minions + Django end to end"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
-	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; fleet converge"
+	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; Django send_mail()"
+	@echo "                  latency and arrival rate over a round-trip time (RTT=40,100 ms); fleet converge"
 
 test: check containers
 
@@ -92,7 +93,7 @@ soak: venv host
 	PFR_FLOW_N=10000 $(PY) -m pytest -q -p no:cacheprovider -s test/faults -k "flows or down"
 
 bench: venv host
-	@$(PY) -m harness.bench $(BENCH_ARGS)
+	@$(PY) -m harness.bench $(if $(RTT),--rtt $(RTT)) $(BENCH_ARGS)
 
 demo: venv host
 	@$(PY) -m harness.demo up
