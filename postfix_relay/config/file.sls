@@ -29,8 +29,9 @@ postfix_relay-config-file-replace-master_cf-tlsproxy:
       - file: postfix_relay-config-file-managed-main_cf
 
 {#- The map type comes from grains (a fresh minion has no postconf to ask before
-    the install): once the packages are in, Postfix must support it, else nothing
-    is compiled or written.  With test=True on a fresh minion there is no postconf yet. #}
+    the install): once the packages are in, Postfix must support it, else no map
+    is compiled and main.cf is not written.  postconf needs a main.cf: after the
+    placeholder.  With test=True on a fresh minion there is no postconf yet. #}
 postfix_relay-config-cmd-run-check-db_type:
   cmd.run:
     - name: >-
@@ -40,8 +41,12 @@ postfix_relay-config-cmd-run-check-db_type:
     - unless: postconf -m | grep -qx {{ postfix_relay.db_type }}
     - require:
       - pkg: postfix_relay-package-pkg-installed-postfix
-    - require_in:
       - file: postfix_relay-config-file-managed-main_cf-placeholder
+    - require_in:
+{%- for f in postfix_relay.files if f.present and f.compile and f.sls == 'config' %}
+      - cmd: postfix_relay-config-cmd-run-{{ f.compile.id }}
+{%- endfor %}
+      - file: postfix_relay-config-file-managed-main_cf
 
 {%- if postfix_relay.relay and postfix_relay.relay.tls_ca_file %}
 

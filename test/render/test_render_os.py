@@ -143,13 +143,17 @@ def test_map_support_checked_after_install_before_any_map(platform):
     args = _args(platform["states"], "postfix_relay-config-cmd-run-check-db_type")
     assert args["unless"] == f"postconf -m | grep -qx {platform['expect']['db']}"
     assert args["onlyif"] == "command -v postconf"  # test=True on a fresh minion: nothing to ask yet
-    assert {"pkg": "postfix_relay-package-pkg-installed-postfix"} in args["require"]
-    # The placeholder main.cf comes before every postmap/postalias.
-    assert args["require_in"] == [{"file": "postfix_relay-config-file-managed-main_cf-placeholder"}]
-    for sid in ("postfix_relay-config-cmd-run-postmap-sasl_passwd", "postfix_relay-config-cmd-run-postalias"):
-        assert {"file": "postfix_relay-config-file-managed-main_cf-placeholder"} in _args(platform["states"], sid)[
-            "require"
-        ]
+    # After the install and the placeholder main.cf (postconf needs one) ...
+    assert args["require"] == [
+        {"pkg": "postfix_relay-package-pkg-installed-postfix"},
+        {"file": "postfix_relay-config-file-managed-main_cf-placeholder"},
+    ]
+    # ... before every postmap/postalias and main.cf.
+    assert args["require_in"] == [
+        {"cmd": "postfix_relay-config-cmd-run-postmap-sasl_passwd"},
+        {"cmd": "postfix_relay-config-cmd-run-postalias"},
+        {"file": "postfix_relay-config-file-managed-main_cf"},
+    ]
 
 
 def test_suse_keeps_config_postfix_from_rewriting_main_cf(platform):
