@@ -178,3 +178,20 @@ def test_suse_keeps_config_postfix_from_rewriting_main_cf(platform):
     assert state["__sls__"] == "postfix_relay.config.file"
     watched = _args(platform["states"], "postfix_relay-service-running-postfix")["watch"]
     assert {"sls": "postfix_relay.config.file"} in watched
+
+
+def test_suse_clean_keeps_the_sysconfig_line_and_uses_lmdb(tmp_path):
+    """postfix_relay.clean on SUSE: the cleaned main.cf must not be rewritten by config.postfix either."""
+    grains, _packages, db, _cache, _level, _ca = PLATFORMS["leap15.6"]
+    minion = LocalMinion(tmp_path, {**grains, "fqdn": FQDN}, None)
+    res = minion.show_sls("postfix_relay.clean")
+    assert res.returncode == 0, res.stdout + res.stderr
+    args = _args(res.data, "postfix_relay-config-clean-file-replace-sysconfig_mail")
+    assert args["name"] == "/etc/sysconfig/mail" and args["repl"] == 'MAIL_CREATE_CONFIG="no"'
+    assert args["require_in"] == [{"file": "postfix_relay-config-clean-file-managed-main_cf"}]
+    assert "require" not in args  # clean installs nothing; the edit is skipped where the file is missing
+    text = render_template(
+        "main.cf.jinja", _args(res.data, "postfix_relay-config-clean-file-managed-main_cf")["context"], {}
+    )
+    assert _param(text, "alias_maps") == f"{db}:/etc/aliases"
+    assert _param(text, "relayhost") is None
