@@ -1571,7 +1571,9 @@ def _file(fid: str, path: str, present: bool = True, **spec: Any) -> dict[str, A
     ``order``: ``before`` main.cf (the maps it names), ``after`` it (markers), or None.
     ``compile``: the postmap/postalias run that builds its database.  ``sensitive``:
     holds a secret (diff hidden, root-only).  ``sls``: the SLS that manages it
-    (``config``, or ``django_env`` for Django's env file).  Nothing here is a secret.
+    (``config``, or ``django_env`` for Django's env file).  ``line``: instead of a
+    whole file, one ``KEY=value`` line in a file the OS owns (see _line_edits).
+    Nothing here is a secret.
     """
     entry = {
         "id": fid,
