@@ -153,7 +153,8 @@ PROVIDERS: dict[str, dict[str, Any]] = {
 }
 
 # --------------------------------------------------------------------------
-# CATALOGUE: OS defaults, per os_family.  Only what differs between families lives here.
+# CATALOGUE: OS defaults, per os_family.  Only what differs between families lives here;
+# what differs between releases of one family is in os_defaults() below.
 # --------------------------------------------------------------------------
 OS_FAMILIES: dict[str, dict[str, Any]] = {
     "Debian": {
@@ -166,6 +167,7 @@ OS_FAMILIES: dict[str, dict[str, Any]] = {
         # Preseed so that installing postfix asks nothing and starts nothing
         # until our main.cf is in place.
         "debconf": [["postfix", "postfix/main_mailer_type", "select", "No configuration"]],
+        "edits": [],
     },
     "RedHat": {
         "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates"],
@@ -174,16 +176,34 @@ OS_FAMILIES: dict[str, dict[str, Any]] = {
         "db_type": "hash",
         "cache_db_type": "btree",
         "debconf": [],
+        "edits": [],
     },
     "Suse": {
-        "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates"],
+        # SUSE's postfix is built without Berkeley DB, lmdb the default and built in
+        # (it Provides postfix-lmdb); /etc/ssl/ca-bundle.pem holds the CAs of
+        # ca-certificates-mozilla (ca-certificates alone brings only the tooling).
+        "packages": ["postfix", "cyrus-sasl-plain", "ca-certificates", "ca-certificates-mozilla"],
         "ca_file": "/etc/ssl/ca-bundle.pem",
         "ca_path": "/etc/ssl/certs",
         "db_type": "lmdb",
         "cache_db_type": "lmdb",
         "debconf": [],
+        # config.postfix (SuSEconfig), run by postfix.service at every start, rewrites
+        # main.cf from /etc/sysconfig/postfix unless MAIL_CREATE_CONFIG (in
+        # /etc/sysconfig/mail) is "no".
+        "edits": [
+            {
+                "id": "sysconfig_mail",
+                "path": "/etc/sysconfig/mail",
+                "key": "MAIL_CREATE_CONFIG",
+                "value": '"no"',
+            }
+        ],
     },
 }
+
+# Postfix's lmdb map plugin is a separate package on Fedora and EL 9+ (built in on SUSE).
+LMDB_PLUGIN_PACKAGE = "postfix-lmdb"
 
 # File name suffix that ``postmap`` gives the compiled map, per database type.
 DB_SUFFIX = {"hash": ".db", "btree": ".db", "lmdb": ".lmdb", "cdb": ".cdb"}
@@ -406,11 +426,23 @@ def _describe_ports(ports: Mapping[int, str]) -> str:
 # --------------------------------------------------------------------------
 def os_defaults(os_facts: Mapping[str, Any]) -> dict[str, Any]:
     """
-    The per-OS part of the settings: packages, CA bundle, map database type.
+    The per-OS part of the settings: packages, CA bundle, map database type,
+    compatibility_level and line edits of OS files.
 
     ``os_facts`` carries the grains ``os_family``, ``os`` and ``osmajorrelease``.
-    The map type follows each distribution's ``default_database_type``:
-    Berkeley DB (``hash``) is gone from RHEL 9+/Fedora, which use ``lmdb``.
+    Chosen from grains alone, before Postfix is installed (a fresh minion has no
+    ``postconf`` to ask), so the package list must bring the map type it names:
+
+    - EL 8: ``hash`` (Berkeley DB is built into postfix).
+    - EL 9+, Fedora: ``lmdb`` plus the ``postfix-lmdb`` plugin package.  EL 9 and
+      Fedora still build Berkeley DB in (their default is ``hash``); RHEL 10 drops
+      it, so lmdb from EL 9 on keeps the map type across a 9 -> 10 upgrade.
+    - Amazon Linux 2023: ``hash`` (Fedora-derived postfix with Berkeley DB; no
+      extra package needed).
+    - SUSE: ``lmdb``, built into postfix.
+    ``compatibility_level = 3.6`` only where the shipped Postfix is 3.6 or newer,
+    else ``2`` (valid on every Postfix 3.x).  Postfix 2.x (EL 7, Amazon Linux 2)
+    lacks settings main.cf needs: refused before anything changes.
     """
     family = os_facts.get("os_family")
     if family not in OS_FAMILIES:
@@ -418,21 +450,34 @@ def os_defaults(os_facts: Mapping[str, Any]) -> dict[str, Any]:
             f"postfix_relay: os_family {family!r} is not supported; supported: "
             f"{', '.join(OS_FAMILIES)}. Nothing was changed on this minion."
         )
-    out = {k: (list(v) if isinstance(v, list) else v) for k, v in OS_FAMILIES[family].items()}
+    out = {
+        k: ([dict(i) if isinstance(i, dict) else i for i in v] if isinstance(v, list) else v)
+        for k, v in OS_FAMILIES[family].items()
+    }
     os_name = str(os_facts.get("os") or "")
     try:
         major = int(os_facts.get("osmajorrelease") or 0)
     except (TypeError, ValueError):
         major = 0
-    if family == "RedHat" and (os_name == "Fedora" or major >= 9):
-        out["db_type"] = out["cache_db_type"] = "lmdb"
-    # compatibility_level: 3.6 where Postfix >= 3.6 ships, else the 2.x/3.x-safe "2".
-    modern = (
-        (os_name == "Debian" and major >= 12)
-        or (os_name == "Ubuntu" and major >= 22)
-        or (os_name == "Fedora" and major >= 36)
-        or family == "Suse"
-    )
+    modern = False  # Postfix >= 3.6 ships with this release
+    if family == "Debian":
+        modern = (os_name == "Debian" and major >= 12) or (os_name == "Ubuntu" and major >= 22)
+    elif family == "RedHat":
+        oldest = 2023 if os_name == "Amazon" else 8
+        if os_name != "Fedora" and major < oldest:
+            raise PillarError(
+                f"postfix_relay: {os_name or family} {major or '(unknown release)'} is not supported: its "
+                f"Postfix 2.x lacks settings main.cf needs; supported: EL 8+, Fedora, Amazon Linux 2023. "
+                "Nothing was changed on this minion."
+            )
+        if os_name == "Fedora" or (os_name != "Amazon" and major >= 9):
+            out["db_type"] = out["cache_db_type"] = "lmdb"
+            out["packages"].append(LMDB_PLUGIN_PACKAGE)
+        modern = (os_name == "Fedora" and major >= 36) or (os_name not in ("Fedora", "Amazon") and major >= 10)
+    elif family == "Suse":
+        # Tumbleweed (osmajorrelease is its snapshot date) and 16: Postfix 3.8+;
+        # the 3.6 level is not claimed for Leap/SLES 15.
+        modern = major >= 16
     out["compatibility_level"] = "3.6" if modern else "2"
     out["os_family"] = family
     return out
@@ -1364,6 +1409,7 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
         "os_family": osd["os_family"],
         "packages": osd["packages"],
         "debconf": osd["debconf"],
+        "edits": osd["edits"],
         "service": "postfix",
         "db_type": db_type,
         "ca_file": osd["ca_file"],
@@ -1570,7 +1616,9 @@ def _file(fid: str, path: str, present: bool = True, **spec: Any) -> dict[str, A
     ``order``: ``before`` main.cf (the maps it names), ``after`` it (markers), or None.
     ``compile``: the postmap/postalias run that builds its database.  ``sensitive``:
     holds a secret (diff hidden, root-only).  ``sls``: the SLS that manages it
-    (``config``, or ``django_env`` for Django's env file).  Nothing here is a secret.
+    (``config``, or ``django_env`` for Django's env file).  ``line``: instead of a
+    whole file, one ``KEY=value`` line in a file the OS owns (see _line_edits).
+    Nothing here is a secret.
     """
     entry = {
         "id": fid,
@@ -1590,6 +1638,7 @@ def _file(fid: str, path: str, present: bool = True, **spec: Any) -> dict[str, A
         "only_if_exists": False,
         "order": None,
         "compile": None,
+        "line": None,  # {"key", "value"}: one KEY=value line set in an existing file (file.replace)
         "sls": "config",
         "requires": [],  # other states of the same SLS (id suffixes after the prefix) that must run first
     }
@@ -1597,6 +1646,17 @@ def _file(fid: str, path: str, present: bool = True, **spec: Any) -> dict[str, A
     if not present and entry["sls"] == "config":
         entry["order"] = "after"  # main.cf stops naming it first
     return entry
+
+
+def _line_edits(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The OS's own files that need one ``KEY=value`` line (SUSE: /etc/sysconfig/mail), before main.cf.
+
+    Only edited where the file exists (a minion without the OS's postfix package has none).
+    """
+    return [
+        _file(e["id"], e["path"], line={"key": e["key"], "value": e["value"]}, order="before", mode=None)
+        for e in s["edits"]
+    ]
 
 
 def _map(fid: str, path: str, present: bool, db_type: str, command: str, **spec: Any) -> list[dict[str, Any]]:
@@ -1620,11 +1680,13 @@ def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
     if mode == "clean":
         # Local-only main.cf where Postfix is installed; every file the relay added goes.
         kept = {"main_cf", "aliases"}
-        files = [_file("main_cf", paths["main_cf"], template="main.cf.jinja", context=sections, only_if_exists=True)]
+        files = _line_edits(s)
+        files += [_file("main_cf", paths["main_cf"], template="main.cf.jinja", context=sections, only_if_exists=True)]
         files += [_file(k, paths[k], False) for k in CLEAN_REMOVES if k not in kept]
     else:
         relay = mode == "enabled"
-        files = [
+        files = _line_edits(s)
+        files += [
             _file("check_main_cf", paths["check_main_cf"], source="check-main-cf.sh", mode="0755", order="before"),
             # postmap/postalias read main.cf, which a fresh install lacks: a placeholder first.
             _file(

@@ -28,6 +28,26 @@ postfix_relay-config-file-replace-master_cf-tlsproxy:
     - require_in:
       - file: postfix_relay-config-file-managed-main_cf
 
+{#- The map type comes from grains (a fresh minion has no postconf to ask before
+    the install): once the packages are in, Postfix must support it, else no map
+    is compiled and main.cf is not written.  postconf needs a main.cf: after the
+    placeholder.  With test=True on a fresh minion there is no postconf yet. #}
+postfix_relay-config-cmd-run-check-db_type:
+  cmd.run:
+    - name: >-
+        echo "postfix_relay: this minion's Postfix has no {{ postfix_relay.db_type }} map support (postconf -m):
+        install the package that brings it (the formula installs {{ postfix_relay.packages | join(' ') }}), then apply again" >&2; exit 1
+    - onlyif: command -v postconf
+    - unless: postconf -m | grep -qx {{ postfix_relay.db_type }}
+    - require:
+      - pkg: postfix_relay-package-pkg-installed-postfix
+      - file: postfix_relay-config-file-managed-main_cf-placeholder
+    - require_in:
+{%- for f in postfix_relay.files if f.present and f.compile and f.sls == 'config' %}
+      - cmd: postfix_relay-config-cmd-run-{{ f.compile.id }}
+{%- endfor %}
+      - file: postfix_relay-config-file-managed-main_cf
+
 {%- if postfix_relay.relay and postfix_relay.relay.tls_ca_file %}
 
 {#- postfix_relay:tls_ca_file may come from another state of the same run, so it is

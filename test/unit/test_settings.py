@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from harness.badpillars import BAD_PILLARS
 from harness.formula import DEBIAN12, DEBIAN13, REDHAT8, REDHAT9, pfr, render_file
 
 SECRET = "Sup3r:Secret pa55 word!"
+LEAP15 = {"os_family": "Suse", "os": "Leap", "osmajorrelease": 15, "fqdn": "web1.example.com"}
 
 
 def sasl_passwd_file(settings, pillar):
@@ -221,6 +224,7 @@ def test_restart_params_default():
         (DEBIAN13, "hash", "btree", "/etc/ssl/certs/ca-certificates.crt", "libsasl2-modules", "3.6", ".db"),
         (REDHAT8, "hash", "btree", "/etc/pki/tls/certs/ca-bundle.crt", "cyrus-sasl-plain", "2", ".db"),
         (REDHAT9, "lmdb", "lmdb", "/etc/pki/tls/certs/ca-bundle.crt", "cyrus-sasl-plain", "2", ".lmdb"),
+        (LEAP15, "lmdb", "lmdb", "/etc/ssl/ca-bundle.pem", "cyrus-sasl-plain", "2", ".lmdb"),
     ],
 )
 def test_os_family_defaults(facts, db, cache, ca, sasl_pkg, level, suffix):
@@ -233,6 +237,73 @@ def test_os_family_defaults(facts, db, cache, ca, sasl_pkg, level, suffix):
     assert s["main_cf"]["compatibility_level"] == level
     assert s["paths"]["sasl_passwd_db"] == "/etc/postfix/sasl_passwd" + suffix
     assert bool(s["debconf"]) == (facts["os_family"] == "Debian")
+
+
+RH_BASE = ["postfix", "cyrus-sasl-plain", "ca-certificates"]
+SUSE_BASE = ["postfix", "cyrus-sasl-plain", "ca-certificates", "ca-certificates-mozilla"]
+
+
+@pytest.mark.parametrize(
+    ("os_family", "os_name", "major", "packages", "db", "level"),
+    [
+        ("RedHat", "Rocky", 8, RH_BASE, "hash", "2"),
+        ("RedHat", "CentOS Stream", 9, [*RH_BASE, "postfix-lmdb"], "lmdb", "2"),
+        ("RedHat", "AlmaLinux", 10, [*RH_BASE, "postfix-lmdb"], "lmdb", "3.6"),
+        ("RedHat", "Fedora", 41, [*RH_BASE, "postfix-lmdb"], "lmdb", "3.6"),
+        ("RedHat", "Amazon", 2023, RH_BASE, "hash", "2"),
+        ("Suse", "Leap", 15, SUSE_BASE, "lmdb", "2"),
+        ("Suse", "SUSE", 15, SUSE_BASE, "lmdb", "2"),
+        ("Suse", "Leap", 16, SUSE_BASE, "lmdb", "3.6"),
+        ("Suse", "openSUSE Tumbleweed", 20241201, SUSE_BASE, "lmdb", "3.6"),
+    ],
+)
+def test_os_catalogue_packages_bring_the_map_type(os_family, os_name, major, packages, db, level):
+    facts = {"os_family": os_family, "os": os_name, "osmajorrelease": major}
+    osd = pfr.os_defaults(facts)
+    assert osd["packages"] == packages
+    assert osd["db_type"] == db
+    assert osd["cache_db_type"] == ("btree" if db == "hash" else db)
+    # lmdb on a platform whose postfix lacks it built in comes with the plugin package.
+    assert (db == "lmdb" and os_family == "RedHat") == ("postfix-lmdb" in osd["packages"])
+    assert osd["compatibility_level"] == level
+    s = resolve(BASE["sendgrid"], {**facts, "fqdn": "web1.example.com"})
+    maps = [v for v in s["main_cf"].values() if isinstance(v, str) and re.search(r"\b(hash|btree|lmdb):", v)]
+    assert maps and all(v.startswith((f"{db}:", f"{osd['cache_db_type']}:")) for v in maps), maps
+    assert [f["compile"]["command"].split()[1].split(":")[0] for f in s["files"] if f["compile"]] == [db, db]
+
+
+def test_the_catalogue_is_not_shared_between_calls():
+    first = pfr.os_defaults({"os_family": "RedHat", "os": "Fedora", "osmajorrelease": 41})
+    first["packages"].append("changed")
+    first["edits"].append("changed")
+    assert (
+        pfr.os_defaults({"os_family": "RedHat", "os": "Fedora", "osmajorrelease": 41})["packages"][-1] == "postfix-lmdb"
+    )
+    assert pfr.OS_FAMILIES["RedHat"]["packages"] == RH_BASE
+    assert pfr.OS_FAMILIES["Suse"]["edits"][0]["id"] == "sysconfig_mail"
+
+
+@pytest.mark.parametrize(("os_name", "major"), [("CentOS", 7), ("Amazon", 2), ("RedHat", None)])
+def test_postfix_2_platforms_refused(os_name, major):
+    msg = error_of(BASE["sendgrid"], {"os_family": "RedHat", "os": os_name, "osmajorrelease": major})
+    assert "is not supported" in msg and "EL 8+, Fedora, Amazon Linux 2023" in msg
+    assert "Nothing was changed" in msg
+
+
+@pytest.mark.parametrize("clean", [False, True])
+def test_suse_sets_mail_create_config_before_main_cf(clean):
+    s = pfr.resolve_clean({}, LEAP15) if clean else resolve(BASE["sendgrid"], LEAP15)
+    (edit,) = (f for f in s["files"] if f["line"])
+    assert edit["path"] == "/etc/sysconfig/mail" and edit["present"]
+    assert edit["line"] == {"key": "MAIL_CREATE_CONFIG", "value": '"no"'}
+    assert edit["order"] == "before" and edit["sls"] == "config"
+    ids = [f["id"] for f in s["files"]]
+    assert ids.index("sysconfig_mail") < ids.index("main_cf")
+
+
+@pytest.mark.parametrize("facts", [DEBIAN12, REDHAT8, REDHAT9])
+def test_no_line_edits_outside_suse(facts):
+    assert not [f for f in resolve(BASE["sendgrid"], facts)["files"] if f["line"]]
 
 
 def test_unsupported_os_family():
