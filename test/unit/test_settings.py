@@ -691,3 +691,19 @@ def test_disabled_needs_no_provider_and_holds_everything():
         assert s["main_cf"]["inet_interfaces"] == "loopback-only"
         assert SECRET not in repr(s)
     assert resolve(BASE["sendgrid"])["enabled"] is True
+
+
+@pytest.mark.parametrize(("main_port", "route_port"), [(587, 465), (465, 587)])
+def test_clone_transport_is_paced_like_smtp(main_port, route_port):
+    """qmgr reads <transport>_destination_concurrency_limit / _rate_delay per master.cf service name:
+    a clone must get the same concurrency and rate as smtp, not Postfix's defaults (20, no delay)."""
+    s = resolve({**_mixed(main_port, route_port), "concurrency": 2, "rate_per_second": 0.5})
+    cf = s["main_cf"]
+    clone = next(x["id"] for x in s["master_cf_services"] if x["present"])
+
+    def effective(name):
+        value = cf.get(name, "")
+        return cf.get(value[1:], value) if value.startswith("$") else value
+
+    assert effective(f"{clone}_destination_concurrency_limit") == cf["smtp_destination_concurrency_limit"] == "2"
+    assert effective(f"{clone}_destination_rate_delay") == cf["smtp_destination_rate_delay"] == "2s"
