@@ -707,3 +707,23 @@ def test_clone_transport_is_paced_like_smtp(main_port, route_port):
 
     assert effective(f"{clone}_destination_concurrency_limit") == cf["smtp_destination_concurrency_limit"] == "2"
     assert effective(f"{clone}_destination_rate_delay") == cf["smtp_destination_rate_delay"] == "2s"
+
+
+def test_address_route_inside_a_domain_route_of_the_other_mode_keeps_its_transport():
+    """Postfix searches sender_transport by user@domain, then @domain (as sender_relay): an address
+    routed in the main mode inside a domain routed in the other mode must not pick up the domain's
+    clone (seen: implicit TLS to SendGrid's 587, 'Cannot start TLS: handshake failure', deferred)."""
+    pillar = _mixed(587, 465)
+    pillar["routes"][1]["senders"] = ["vip@mg.example.com"]
+    s = resolve(pillar)
+    table = dict(line.split() for line in render_file(s, "sender_transport").splitlines()[1:])
+    relay = dict(line.split() for line in render_file(s, "sender_relay").splitlines()[1:])
+
+    def lookup(tab, sender):
+        return tab.get(sender, tab.get("@" + sender.split("@")[1]))
+
+    for route in s["routes"]:
+        for sender in route["senders"]:
+            probe = sender if not sender.startswith("@") else "someone" + sender
+            assert lookup(relay, probe) == route["nexthop"]
+            assert (lookup(table, probe) or "smtp") == route["transport"], probe
