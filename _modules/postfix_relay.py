@@ -252,6 +252,20 @@ PROTECTED_PARAMS = frozenset(
 # the redirect (virtual_alias_maps, applied at cleanup) must hold, it is the promise.
 REDIRECT_PARAMS = frozenset({"receive_override_options", "virtual_alias_domains", "virtual_alias_maps"})
 
+# With a route in the other TLS mode (a clone transport), these are refused even when
+# allow_unsafe_overrides names them: each would send some routed senders in the wrong
+# mode (wrappermode, the sender maps) or around the clone (relay_domains' relay_transport).
+CLONE_PARAMS = frozenset(
+    {
+        "relay_domains",
+        "sender_dependent_default_transport_maps",
+        "sender_dependent_relayhost_maps",
+        "smtp_tls_wrappermode",
+    }
+)
+# The per-transport limits qmgr reads by master.cf service name: each clone follows smtp's.
+CLONE_PACING = ("destination_concurrency_limit", "destination_rate_delay")
+
 # Parameters whose change needs a stop/start, not a reload.  smtp_tls_CApath: the
 # smtp client and tlsproxy read that directory inside Postfix's chroot jail, and
 # Debian copies it there only when Postfix starts (configure-instance.sh).
@@ -848,6 +862,14 @@ def resolve(
         if myhostname is not None and "." not in myhostname:
             errors.add("myhostname", f"must be fully qualified (contain a dot), got {myhostname!r}")
     overrides = _resolve_main_cf_overrides(errors, pillar)
+    if any(r["transport"] != "smtp" for r in routes):
+        for key in sorted(CLONE_PARAMS & set(overrides)):
+            errors.add(
+                f"main_cf:{key}",
+                "is refused while a route uses the other TLS mode than the main route (its senders go "
+                f"through the {', '.join(sorted({r['transport'] for r in routes} - {'smtp'}))} transport, "
+                "which this parameter would bypass or contradict), even in allow_unsafe_overrides",
+            )
     django_env = _resolve_django_env(errors, pillar.get("django_env"))
     pacing = _resolve_pacing(errors, name, preset, pillar)
     if django_env and django_env["mode"] == "direct" and pillar.get("redirect_all_to") is not None:
@@ -1168,7 +1190,15 @@ def _feature_params(
                     "Routes in another TLS mode than the main route: their senders use a clone of the "
                     "smtp transport (master.cf) with that mode; the next hop still comes from sender_relay"
                 ),
-                "params": {"sender_dependent_default_transport_maps": f"{db_type}:{paths['sender_transport']}"},
+                "params": {
+                    "sender_dependent_default_transport_maps": f"{db_type}:{paths['sender_transport']}",
+                    # qmgr paces each master.cf service by its own name: the clones follow smtp's limits.
+                    **{
+                        f"{clone}_{limit}": f"$smtp_{limit}"
+                        for clone in sorted({r["transport"] for r in routes} - {"smtp"})
+                        for limit in CLONE_PACING
+                    },
+                },
             }
         )
     if senders:
@@ -1722,8 +1752,10 @@ def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
                 any(r["transport"] != "smtp" for r in s["routes"]),
                 db_type,
                 "postmap",
+                # Every routed sender, "smtp" for the main mode's: Postfix looks up user@domain
+                # before @domain, so both maps must hold the same keys (vip@d in one mode, @d in the other).
                 template="sender_transport.jinja",
-                context={"routes": [r for r in s["routes"] if r["transport"] != "smtp"]},
+                context={"routes": s["routes"]},
             ),
             _file(
                 "sender_canonical",
@@ -2082,11 +2114,14 @@ def _table_lines(param: str) -> list[list[str]]:
             text = handle.read()
     except OSError:
         return []
-    return [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    rows = [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [row for row in rows if len(row) == 2]
 
 
 def _live_routes() -> dict[str, Any]:
     """The main route's TLS mode and each routed sender's relay and TLS mode, as Postfix is configured now."""
+    if not _cmd("postconf", "-h", "relayhost").strip():
+        return {"tls": None, "routes": []}  # relaying disabled or cleaned: nothing goes to a provider
     wrapper = _cmd("postconf", "-h", "smtp_tls_wrappermode").strip() == "yes"
     main_tls = IMPLICIT if wrapper else STARTTLS
     mode_of = {name: mode for mode, (name, _options) in ROUTE_TRANSPORTS.items()}

@@ -110,34 +110,42 @@ def test_implicit_tls_route_beside_starttls_main_route(ops):
     ]  # fmt: skip
     assert ops.c.exec("postconf", "-M", "postfix_relay_starttls/unix").stdout == ""
     assert ops.c.exec("postconf", "-h", "smtp_tls_wrappermode").stdout.strip() == "no"
+    # The clone is paced like smtp (qmgr reads limits by service name).
+    for limit in ("destination_concurrency_limit", "destination_rate_delay"):
+        smtp = ops.c.exec("postconf", "-xh", f"smtp_{limit}").stdout.strip()
+        assert ops.c.exec("postconf", "-xh", f"postfix_relay_implicit_{limit}").stdout.strip() == smtp, limit
     sent = {
         "mg": _sendmail(ops, sender_flag="news@mg.example.com", to="a@example.org", subject="mg"),
+        # user@domain is looked up before @domain: vip@mg.example.com keeps its STARTTLS route.
+        "vip": _sendmail(ops, sender_flag="vip@mg.example.com", to="e@example.org", subject="vip"),
         "marketing": _sendmail(ops, sender_flag="x@marketing.example.com", to="b@example.org", subject="mk"),
         "main": _sendmail(ops, sender_flag="billing@example.com", to="c@example.org", subject="main"),
     }
-    units = {"mg": MG_UNIT, "marketing": ROUTE_UNIT, "main": MAIN_UNIT}
-    users = {"mg": ops.mg_spec.username, "marketing": "apikey", "main": ops.spec.username}
+    units = {"mg": MG_UNIT, "vip": ROUTE_UNIT, "marketing": ROUTE_UNIT, "main": MAIN_UNIT}
+    users = {"mg": ops.mg_spec.username, "vip": "apikey", "marketing": "apikey", "main": ops.spec.username}
     for route, message_id in sent.items():
         msg = _wait(ops, message_id, unit=units[route])
         assert msg, f"the {route} provider never saw its message:\n{ops.journal()[-3000:]}"
         assert msg["tls"] is True and msg["auth_user_sha256"] == sha256(users[route])
-    for route, unit in units.items():
+    for unit in set(units.values()):
         seen = {e["message_id"] for e in provider.events(ops.c, unit) if e["event"] == "message"}
-        assert seen & set(sent.values()) == {sent[route]}, f"{route} provider saw {seen & set(sent.values())}"
+        expected = {sent[r] for r, u in units.items() if u == unit}
+        assert seen & set(sent.values()) == expected, f"{unit} saw {seen & set(sent.values())}"
         auths = {e["user_sha256"] for e in provider.events(ops.c, unit) if e["event"] == "auth"}
-        assert auths == {sha256(users[route])}, f"{route} provider got another route's credentials"
+        assert auths == {sha256(users[r]) for r, u in units.items() if u == unit}, f"{unit} got another's credentials"
     # The implicit route's provider spoke TLS from the first byte: no STARTTLS command ever reached it.
     assert "STARTTLS" not in {e["verb"] for e in provider.events(ops.c, MG_UNIT) if e["event"] == "command"}
     settings = json.loads(ops.c.exec(*salt_call("postfix_relay.settings")).stdout)["local"]
     shown = {r["senders"][0]: (r["host"], r["port"], r["tls"], r["transport"]) for r in settings["routes"]}
     assert shown == {
-        "@marketing.example.com": ("smtp.sendgrid.net", 587, "starttls", "smtp"),
+        "@marketing.example.com": ("smtp.sendgrid.net", 587, "starttls", "smtp"),  # and vip@mg.example.com
         "@mg.example.com": ("smtp.mailgun.org", 465, "implicit", "postfix_relay_implicit"),
     }
     status = json.loads(ops.c.exec(*salt_call("postfix_relay.status")).stdout)["local"]
     assert status["tls"] == "starttls"
     assert {(r["sender"], r["relay"], r["tls"]) for r in status["routes"]} == {
         ("@marketing.example.com", "[smtp.sendgrid.net]:587", "starttls"),
+        ("vip@mg.example.com", "[smtp.sendgrid.net]:587", "starttls"),
         ("@mg.example.com", "[smtp.mailgun.org]:465", "implicit"),
     }
 

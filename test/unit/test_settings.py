@@ -626,7 +626,7 @@ def test_route_in_another_tls_mode_gets_its_own_transport(main_port, route_port,
     assert s["main_cf"].get("smtp_tls_wrappermode", "no") == ("yes" if main_port == 465 else "no")
     assert s["main_cf"]["sender_dependent_default_transport_maps"] == "hash:/etc/postfix/sender_transport"
     assert s["main_cf"]["sender_dependent_relayhost_maps"] == "hash:/etc/postfix/sender_relay"
-    assert render_file(s, "sender_transport").splitlines()[1:] == [f"@mg.example.com {clone}"]
+    assert render_file(s, "sender_transport").splitlines()[1:] == [f"@mg.example.com {clone}", "@sg.example.com smtp"]
     assert render_file(s, "sender_relay").splitlines()[1:] == [
         f"@mg.example.com [smtp.mailgun.org]:{route_port}",
         f"@sg.example.com [smtp.sendgrid.net]:{main_port}",
@@ -642,6 +642,17 @@ def test_route_in_another_tls_mode_gets_its_own_transport(main_port, route_port,
     }
     compiled = [f["compile"]["command"] for f in s["files"] if f["present"] and f["compile"]]
     assert "postmap hash:/etc/postfix/sender_transport" in compiled
+
+
+@pytest.mark.parametrize("key", ["smtp_tls_wrappermode", "sender_dependent_default_transport_maps", "relay_domains"])
+def test_overrides_that_would_bypass_a_clone_are_refused(key):
+    pillar = {**_mixed(587, 465), "main_cf": {key: "yes"}, "allow_unsafe_overrides": [key]}
+    if key == "relay_domains":
+        pillar.pop("allow_unsafe_overrides")
+    message = error_of(pillar)
+    assert f"postfix_relay:main_cf:{key} is refused while a route uses the other TLS mode" in message, message
+    # Without a clone the protected ones stay possible through allow_unsafe_overrides.
+    resolve({**pillar, "routes": _mixed(587, 465)["routes"][1:]})
 
 
 def test_no_clone_transport_unless_a_route_needs_one():

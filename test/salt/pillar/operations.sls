@@ -15,6 +15,8 @@ postfix_relay:
   routes:
     - senders:
         - '@marketing.example.com'
+        # One address of the implicit-TLS route's domain stays on this STARTTLS route.
+        - 'vip@mg.example.com'
       provider: sendgrid
       password: 'SG.ops-route-Wk2.sendgrid-marketing-key-19'
     # Implicit TLS (465) beside the STARTTLS main route: its own smtp transport.
