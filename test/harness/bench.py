@@ -227,8 +227,13 @@ def measure_routes(relay: Relay, routes: dict, count: int, clients: int) -> dict
             handshakes = sum(1 for e in window if e["event"] == "command" and e["verb"] == "STARTTLS")
         arrivals = [e["ts"] for e in own]
         elapsed = (max(arrivals) - start) if arrivals else float("nan")
+        # the transport that delivers the route (a clone when its TLS mode differs) and its parallel connections
+        transport = "smtp" if spec.tls == relay.spec.tls else f"postfix_relay_{spec.tls}"
+        limit = relay.c.exec("postconf", "-hx", f"{transport}_destination_concurrency_limit", check=False)
         rows[label] = {
             "sender": sender,
+            "transport": transport,
+            "concurrency": limit.stdout.strip() or "?",
             "relay": f"{spec.host}:{spec.port}",
             "tls": spec.tls,
             "messages": count,
@@ -254,13 +259,13 @@ def print_routes(rows: dict, clients: int) -> list[tuple[str, bool]]:
     )
     print(
         f"  {'route':8} {'sender':24} {'relay':26} {'tls':9} {'arrived':>8} {'msg/s':>7} "
-        f"{'TLS/1000':>9} {'AUTH/1000':>9} {'mismatch':>8}"
+        f"{'TLS/1000':>9} {'AUTH/1000':>9} {'mismatch':>8}  transport (destination concurrency)"
     )
     for label, row in rows.items():
         print(
             f"  {label:8} {row['sender']:24} {row['relay']:26} {row['tls']:9} "
             f"{row['arrived']:>4}/{row['messages']:<4}{row['per_second']:>6} {row['handshakes_per_1000']:>9} "
-            f"{row['auths_per_1000']:>9} {row['mismatches']:>8}"
+            f"{row['auths_per_1000']:>9} {row['mismatches']:>8}  {row['transport']} ({row['concurrency']})"
         )
     verdicts = [
         (f"AUTHs per 1,000 <= 20 on route {label} ({row['tls']}, loopback burst): {row['auths_per_1000']}",
