@@ -13,6 +13,15 @@ P1 messages/s until the last one arrived; P2 TLS handshakes and AUTHs per 1,000
 messages; P3/P4 first converge and a no-op re-converge; P5 converge time of
 1, 2, 4 and 8 minions from one master.  Prints a table and writes JSON.
 
+The bench pillar has two routes, each with its own fake provider inside the
+instance, on loopback (never behind the RTT proxy): @news.example.com -> Mailgun
+on 465 (implicit TLS, the cloned transport, 127.0.0.4) and @billing.example.com
+-> Postmark on 587 (STARTTLS like the main route, 127.0.0.5).  After "ours",
+``--route-messages`` from each route's sender and from the main route's, side by
+side: per route, messages arrived at its provider (its event log), AUTHs and
+TLS handshakes per 1,000, and mismatches (a message or login at the wrong
+provider: must be 0).
+
 Then, at each ``--rtt`` (ms, default 40 and 100), with the fake provider behind
 the RTT proxy (rttproxy.py; the provider's name still resolves to 127.0.0.2,
 where the proxy listens): real Django's send_mail() (djangobench.py) in relay
@@ -23,7 +32,7 @@ per 1,000 from the provider's log.  Prints the issue-13 targets met or not.
 
     python -m harness.bench [--messages 2000] [--clients 4] [--concurrency 10] [--fleet 1,2,4,8]
                             [--rtt 40,100] [--rtt-latency-messages 40] [--rtt-messages 1000]
-                            [--rtt-direct-messages 200] [--workers 4] [--json FILE]
+                            [--rtt-direct-messages 200] [--workers 4] [--route-messages 1000] [--json FILE]
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import sys
 import time
 
 from harness import provider
+from harness.fakeprovider import sha256
 from harness.fleet import Fleet
 from harness.formula import REPO
 from harness.kitchen import PROVIDER_ADDR
@@ -54,6 +64,19 @@ RTTPROXY = "/opt/fakeprovider/rttproxy.py"
 # With an RTT, the provider's name still resolves to PROVIDER_ADDR, where the
 # RTT proxy listens; the fake provider itself moves behind it, to this address.
 BEHIND_PROXY = "127.0.0.3"
+
+
+# The routes in bench.sls, each with its own fake provider inside the instance, on
+# loopback: (label, envelope sender, provider unit, address, what it impersonates).
+ROUTES = (
+    ("news", "app@news.example.com", "fakeprovider-news", "127.0.0.4", "mailgun"),
+    ("billing", "app@billing.example.com", "fakeprovider-billing", "127.0.0.5", "postmark"),
+)
+ROUTE_SPECS = {  # host, port, TLS mode (as the providers document them; the pillar gives the rest)
+    "mailgun": ("smtp.mailgun.org", 465, "implicit"),
+    "postmark": ("smtp.postmarkapp.com", 587, "starttls"),
+}
+MAIN_SENDER = "app@web.example.com"  # submit.py's default: the main route
 
 
 def _now(relay: Relay) -> float:
@@ -139,6 +162,125 @@ def measure(relay: Relay, label: str, count: int, clients: int, direct: bool = F
         flush=True,
     )
     return result
+
+
+# -- routes: each provider sees only its senders, connections reused per route --
+
+
+def start_routes(relay: Relay) -> dict[str, tuple[str, str, provider.ProviderSpec]]:
+    """One fake provider per route (loopback, no RTT proxy); its host name in /etc/hosts."""
+    pillar_routes = relay.suite_pillar()["routes"]
+    out = {"main": (MAIN_SENDER, "fakeprovider", relay.spec)}
+    hosts = []
+    for (label, sender, unit, addr, name), route in zip(ROUTES, pillar_routes, strict=True):
+        host, port, tls = ROUTE_SPECS[name]
+        assert route["provider"] == name and route["senders"] == ["@" + sender.split("@")[1]], route
+        username = route.get("username") or route["password"]  # Postmark: the token is both
+        spec = provider.ProviderSpec(host, port, tls, username, route["password"])
+        out[label] = (sender, unit, spec)
+        hosts.append(f"{addr} {host}")
+    # Postfix's chroot gets /etc/hosts when Postfix starts.
+    relay.c.sh(" && ".join(f"echo '{h}' >> /etc/hosts" for h in hosts) + " && systemctl restart postfix")
+    for label, _sender, unit, addr, _name in ROUTES:
+        provider.deploy(relay.c, relay.run.ca, out[label][2], listen=addr, unit=unit)
+    return out
+
+
+def measure_routes(relay: Relay, routes: dict, count: int, clients: int) -> dict:
+    """``count`` messages from each route's sender at once; per route, counted in its provider's log."""
+    stamp = int(time.time())
+    prefixes = {label: f"route-{label}-{stamp}" for label in routes}
+    marks = {label: len(provider.events(relay.c, unit)) for label, (_s, unit, _p) in routes.items()}
+    start = _now(relay)
+    jobs = " & ".join(
+        f"python3 {SUBMIT} --prefix={prefixes[label]} --count={count} --clients={clients} --sender={sender}"
+        f" > /tmp/{prefixes[label]}.json"
+        for label, (sender, _u, _p) in routes.items()
+    )
+    relay.c.sh(f"{jobs} & wait", timeout=1800)
+    for label in routes:
+        submitted = json.loads(relay.c.exec("cat", f"/tmp/{prefixes[label]}.json").stdout)
+        if submitted["accepted"] != count:
+            raise AssertionError(f"route {label}: Postfix accepted {submitted['accepted']} of {count}: {submitted}")
+    windows: dict[str, list[dict]] = {}
+    deadline = time.monotonic() + 600
+    while True:
+        windows = {label: provider.events(relay.c, unit)[marks[label] :] for label, (_s, unit, _p) in routes.items()}
+        arrived = sum(1 for w in windows.values() for e in w if e["event"] == "message")
+        if arrived >= count * len(routes) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    rows = {}
+    for label, (sender, _unit, spec) in routes.items():
+        window = windows[label]
+        messages = [e for e in window if e["event"] == "message"]
+        own = [e for e in messages if e["message_id"].startswith(f"<{prefixes[label]}-")]
+        ids = {e["message_id"] for e in own}
+        user = sha256(spec.username)
+        # at the wrong provider: another route's message, another sender, another route's login
+        mismatches = sum(1 for e in messages if e["mail_from"] != sender or e["auth_user_sha256"] != user)
+        mismatches += sum(1 for e in window if e["event"] == "auth" and e.get("user_sha256") != user)
+        auths = sum(1 for e in window if e["event"] == "auth" and e.get("ok"))
+        if spec.tls == "implicit":  # TLS from the first byte: one handshake per connection
+            handshakes = len({e["peer"] for e in window if e["event"] == "command"})
+        else:
+            handshakes = sum(1 for e in window if e["event"] == "command" and e["verb"] == "STARTTLS")
+        arrivals = [e["ts"] for e in own]
+        elapsed = (max(arrivals) - start) if arrivals else float("nan")
+        # the transport that delivers the route (a clone when its TLS mode differs) and its parallel connections
+        transport = "smtp" if spec.tls == relay.spec.tls else f"postfix_relay_{spec.tls}"
+        limit = relay.c.exec("postconf", "-hx", f"{transport}_destination_concurrency_limit", check=False)
+        rows[label] = {
+            "sender": sender,
+            "transport": transport,
+            "concurrency": limit.stdout.strip() or "?",
+            "relay": f"{spec.host}:{spec.port}",
+            "tls": spec.tls,
+            "messages": count,
+            "arrived": len(ids),
+            "duplicated": len(own) - len(ids),
+            "mismatches": mismatches,
+            "seconds": round(elapsed, 2),
+            "per_second": round(count / elapsed, 1),
+            "auths_per_1000": round(auths * 1000 / count, 1),
+            "handshakes_per_1000": round(handshakes * 1000 / count, 1),
+        }
+    return rows
+
+
+def print_routes(rows: dict, clients: int) -> list[tuple[str, bool]]:
+    print(
+        "  routes: each route's sender at once, "
+        f"{next(iter(rows.values()))['messages']} messages each, {clients} clients per sender, on loopback"
+    )
+    print(
+        "  counted in each route's fake provider's log (the source of truth); mismatches = messages, senders\n"
+        "  or logins at the wrong provider; handshakes: STARTTLS commands, or connections for implicit TLS."
+    )
+    print(
+        f"  {'route':8} {'sender':24} {'relay':26} {'tls':9} {'arrived':>8} {'msg/s':>7} "
+        f"{'TLS/1000':>9} {'AUTH/1000':>9} {'mismatch':>8}  transport (destination concurrency)"
+    )
+    for label, row in rows.items():
+        print(
+            f"  {label:8} {row['sender']:24} {row['relay']:26} {row['tls']:9} "
+            f"{row['arrived']:>4}/{row['messages']:<4}{row['per_second']:>6} {row['handshakes_per_1000']:>9} "
+            f"{row['auths_per_1000']:>9} {row['mismatches']:>8}  {row['transport']} ({row['concurrency']})"
+        )
+    verdicts = [
+        (f"AUTHs per 1,000 <= 20 on route {label} ({row['tls']}, loopback burst): {row['auths_per_1000']}",
+         row["auths_per_1000"] <= 20)
+        for label, row in rows.items()
+    ]  # fmt: skip
+    verdicts.append(
+        (
+            "each provider saw only its own senders and credentials, all arrived once: "
+            f"{sum(r['mismatches'] for r in rows.values())} mismatches, "
+            f"{sum(r['messages'] - r['arrived'] + r['duplicated'] for r in rows.values())} missing or duplicated",
+            all(r["mismatches"] == 0 and r["arrived"] == r["messages"] and not r["duplicated"] for r in rows.values()),
+        )
+    )
+    return verdicts
 
 
 # -- over a round-trip time: what the application feels ----------------------
@@ -367,10 +509,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtt-messages", type=int, default=1000, help="messages for the relay's arrival-rate run")
     parser.add_argument("--rtt-direct-messages", type=int, default=200, help="messages for direct's arrival-rate run")
     parser.add_argument("--workers", type=int, default=4, help="Django processes for the arrival-rate run")
+    parser.add_argument(
+        "--route-messages", type=int, default=1000, help="messages from each route's sender (and the main one); 0 skips"
+    )
     parser.add_argument("--json", default=str(REPO / "bench-results.json"))
     args = parser.parse_args(argv)
     rtts = [float(s) for s in args.rtt.split(",") if s.strip()]
     results: dict = {"messages": args.messages, "clients": args.clients}
+    route_verdicts: list[tuple[str, bool]] = []
     began = time.monotonic()
     print(
         f"==> relay benchmark: {args.messages} messages, {args.clients} clients on loopback; then at RTT "
@@ -391,6 +537,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         results["ours_concurrency"] = int(relay.c.exec("postconf", "-h", "smtp_destination_concurrency_limit").stdout)
         results["ours"] = measure(relay, "ours", args.messages, args.clients)
+        if args.route_messages:
+            print(
+                f"==> routes: {args.route_messages} messages from each of {len(ROUTES) + 1} senders at once "
+                f"[{time.monotonic() - began:.0f} s so far]",
+                flush=True,
+            )
+            results["routes"] = measure_routes(relay, start_routes(relay), args.route_messages, args.clients)
+            route_verdicts = print_routes(results["routes"], args.clients)
         results["rtt"] = []
         for rtt in rtts:  # before the baseline's settings replace ours
             print(f"==> {rtt:g} ms RTT to the provider  [{time.monotonic() - began:.0f} s so far]", flush=True)
@@ -436,10 +590,18 @@ def main(argv: list[str] | None = None) -> int:
     print_profile(results)
     verdicts = print_rtt(results["rtt"], args.workers) if results["rtt"] else []
     results["rtt_targets"] = [{"target": text, "met": ok} for text, ok in verdicts]
+    if results.get("routes"):
+        print("\n==> targets with routes (issue 13)")
+        for text, ok in route_verdicts:
+            print(f"  {'met    ' if ok else 'NOT met'}  {text}")
+        results["route_targets"] = [{"target": text, "met": ok} for text, ok in route_verdicts]
     results["seconds"] = round(time.monotonic() - began)
     with open(args.json, "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     print(f"==> written {args.json}  (bench took {results['seconds']} s)")
+    if results.get("route_targets") and not results["route_targets"][-1]["met"]:
+        print("==> FAILED: mail reached the wrong provider or went missing: see the routes table above", flush=True)
+        return 1
     return 0
 
 
