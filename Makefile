@@ -10,14 +10,15 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration fleet faults operations environments soak bench demo demo-down host venv clean-containers help
+.PHONY: test check lint unit render integration integration-full fleet faults operations environments soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
 	@echo "make demo-down    remove the demo"
 	@echo "make test         lint, unit, render and container tests (what CI runs)"
 	@echo "make check        lint, unit and render tests only (no containers)"
-	@echo "make integration  the kitchen.yml matrix in systemd containers"
+	@echo "make integration  the kitchen.yml matrix in systemd containers (all suites on Salt 3008, one on 3007 and 3006)"
+	@echo "make integration-full  every suite x Debian release x Salt version"
 	@echo "make fleet        salt-master + minions + Django end to end"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
@@ -57,8 +58,12 @@ host:
 	@$(PYTHON) -m harness.hostsetup
 
 integration: venv host
-	@echo "==> container tests: kitchen.yml matrix (create, converge twice, verify, destroy)"
+	@echo "==> container tests: kitchen.yml matrix (create, converge twice, verify, destroy): every suite on the default Salt, one on the others"
 	$(PY) -m harness.kitchen test
+
+integration-full: venv host
+	@echo "==> container tests: the whole kitchen.yml matrix, every suite x Debian release x Salt version"
+	$(PY) -m harness.kitchen test --full
 
 fleet: venv host
 	@echo "==> fleet tests: a salt-master applies the formula to web and worker minions, Django sends"

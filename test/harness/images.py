@@ -81,12 +81,18 @@ def rootfs_hash(platform: str) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def build_script(salt: str = SALT_VERSION) -> str:
-    return BUILD_TEMPLATE.format(salt=salt, aiosmtpd=AIOSMTPD_VERSION, django=DJANGO_VERSION)
+def build_script(platform: str, salt: str = SALT_VERSION) -> str:
+    script = BUILD_TEMPLATE.format(salt=salt, aiosmtpd=AIOSMTPD_VERSION, django=DJANGO_VERSION)
+    if PLATFORMS[platform] == "bookworm" and not salt.startswith("3008"):
+        # Salt 3006/3007 require `contextvars`, an sdist; bookworm's pip 23.0 builds it with
+        # `setup.py bdist_wheel`, which fails without `wheel` ("invalid command 'bdist_wheel'"):
+        # build it PEP 517 style instead.  (3008 has no sdist dependency: its recipe is unchanged.)
+        script = script.replace("set -eu\n", "set -eu\nexport PIP_USE_PEP517=1\n", 1)
+    return script
 
 
 def recipe_hash(platform: str, salt: str = SALT_VERSION) -> str:
-    recipe = {"rootfs": rootfs_hash(platform), "script": build_script(salt)}
+    recipe = {"rootfs": rootfs_hash(platform), "script": build_script(platform, salt)}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -192,7 +198,7 @@ def _build(platform: str, salt: str) -> str:
         env += ["-e", "PIP_CERT=/host-ca.crt"]
     with _wheel_lock(platform):  # builds for one platform share its wheel cache: one at a time
         proc = docker(
-            "run", "--name", builder, "--label", LABEL, *mounts, *env, rootfs_ref, "sh", "-c", build_script(salt),
+            "run", "--name", builder, "--label", LABEL, *mounts, *env, rootfs_ref, "sh", "-c", build_script(platform, salt),
             check=False, timeout=1800,
         )  # fmt: skip
     if proc.returncode != 0:
