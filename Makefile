@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration integration-full fleet faults operations environments soak bench demo demo-down host venv clean-containers help
+.PHONY: test check lint unit render integration integration-full fleet ssh faults operations environments soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -19,12 +19,13 @@ help:
 	@echo "make check        lint, unit and render tests only (no containers)"
 	@echo "make integration  the kitchen.yml matrix in systemd containers (all suites on Salt 3008, one on 3007 and 3006)"
 	@echo "make integration-full  every suite x Debian release x Salt version"
-	@echo "make fleet        salt-master + minions + Django end to end"
+	@echo "make fleet        salt-master + minions + Django end to end (on every Salt version)"
+	@echo "make ssh          salt-ssh web1 state.apply postfix_relay against a fresh sshd container"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; fleet converge"
 
-test: check integration fleet operations environments faults
+test: check integration fleet ssh operations environments faults
 
 check: lint unit render
 
@@ -68,6 +69,10 @@ integration-full: venv host
 fleet: venv host
 	@echo "==> fleet tests: a salt-master applies the formula to web and worker minions, Django sends"
 	$(PY) -m pytest -q -p no:cacheprovider test/fleet
+
+ssh: venv host
+	@echo "==> salt-ssh: a fresh sshd container, roster and key auth, no master and no minion"
+	$(PY) -m pytest -q -p no:cacheprovider test/ssh
 
 faults: venv host
 	@echo "==> faults and security: provider outages, bad credentials, TLS faults, restarts, bad pillar, secrets"

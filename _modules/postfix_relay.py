@@ -1838,6 +1838,35 @@ def _over_ssh() -> bool:
         return False
 
 
+def _on_target(fun: str, *args: Any, **kwargs: Any) -> Any:
+    """Under salt-ssh: run ``fun`` on the target, as salt-ssh does for a module it has no wrapper for.
+
+    The wrapper copy of this module runs on the master; what reads the target's
+    Postfix (status, send_test, map_is_current) must run there instead.
+    """
+    import json
+
+    import salt.client.ssh
+
+    argv = [fun, *(json.dumps(a) for a in args), *(f"{k}={json.dumps(v)}" for k, v in kwargs.items())]
+    single = salt.client.ssh.Single(
+        __salt__.opts, argv, mods=__salt__.mods, disable_wipe=True, fsclient=__salt__.fsclient,
+        minion_opts=__salt__.minion_opts, **__salt__.kwargs,
+    )  # fmt: skip
+    stdout, stderr, retcode = single.cmd_block()
+    try:
+        ret = json.loads(stdout)["local"]
+    except (ValueError, KeyError, TypeError):
+        raise CommandExecutionError(
+            f"{fun} on the target failed (rc={retcode}): {stderr[-500:] or stdout[-500:]}"
+        ) from None
+    if isinstance(ret, dict) and "return" in ret:
+        if ret.get("retcode", 0):
+            raise CommandExecutionError(f"{fun} on the target: {ret['return']}")
+        return ret["return"]
+    return ret
+
+
 def _recorded_env() -> dict[str, str] | None:
     """Where the formula last wrote Django's env file (so that disable, clean and a new path find it).
 
@@ -1973,6 +2002,8 @@ def map_is_current(source, db_type="hash"):
 
         salt '*' postfix_relay.map_is_current /etc/postfix/sasl_passwd hash
     """
+    if _over_ssh():
+        return _on_target("postfix_relay.map_is_current", source, db_type)
     compiled = source + DB_SUFFIX.get(db_type, ".db")
     try:
         return os.stat(compiled).st_mtime_ns >= os.stat(source).st_mtime_ns
@@ -2040,6 +2071,8 @@ def status():
 
         salt -G 'roles:web' postfix_relay.status
     """
+    if _over_ssh():
+        return _on_target("postfix_relay.status")
     last = None
     for line in reversed(_mail_log()):
         last = parse_delivery(line)
@@ -2064,6 +2097,8 @@ def send_test(to, sender=None, timeout=60, subject="postfix_relay test message")
 
         salt web1 postfix_relay.send_test to=ops@example.com
     """
+    if _over_ssh():
+        return _on_target("postfix_relay.send_test", to, sender=sender, timeout=timeout, subject=subject)
     import smtplib
     import time
     import uuid

@@ -213,6 +213,48 @@ def _build(platform: str, salt: str) -> str:
     return ref
 
 
+# A salt-ssh target: the test image with sshd, and without Salt (salt-ssh brings its own, the
+# "thin"); the fake provider's venv stays.  Root logs in with a key only.
+SSHD_SCRIPT = """
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends openssh-server >/dev/null
+apt-get clean
+rm -rf /opt/salt /opt/django /usr/local/bin/salt* /var/cache/salt /etc/salt
+printf 'PermitRootLogin prohibit-password\nPasswordAuthentication no\n' > /etc/ssh/sshd_config.d/pfr.conf
+install -d -m 0700 /root/.ssh
+systemctl enable ssh >/dev/null 2>&1
+"""
+
+
+def sshd_image_ref(platform: str) -> str:
+    recipe = {"base": recipe_hash(platform), "script": SSHD_SCRIPT}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return f"postfix_relay-test/{platform}-sshd:{digest}"
+
+
+def build_sshd(platform: str = "debian-12") -> str:
+    """The salt-ssh target image for ``platform`` (built from its default image); return its tag."""
+    ref = sshd_image_ref(platform)
+    if image_exists(ref):
+        _say(platform, f"reusing {ref}")
+        return ref
+    base = build(platform)
+    started = time.monotonic()
+    builder = f"postfix_relay-build-{platform}-sshd"
+    docker("rm", "-f", builder, check=False)
+    _say(platform, "adding openssh-server for the salt-ssh target (~30 s) …")
+    proc = docker("run", "--name", builder, "--label", LABEL, base, "sh", "-c", SSHD_SCRIPT, check=False, timeout=900)
+    if proc.returncode != 0:
+        docker("rm", "-f", builder, check=False)
+        raise SystemExit(f"building {ref} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    docker("commit", "--change", 'CMD ["/sbin/init"]', "--change", "ENV container=docker", builder, ref)
+    docker("rm", "-f", builder, check=False)
+    _say(platform, f"built {ref} in {time.monotonic() - started:.0f} s")
+    return ref
+
+
 @contextlib.contextmanager
 def _wheel_lock(platform: str) -> Iterator[None]:
     with open(CACHE / "wheels" / f"{platform}.lock", "w") as fh:
