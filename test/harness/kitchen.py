@@ -57,6 +57,19 @@ def salt_call(*args: str, out: str = "json") -> list[str]:
 
 
 PROVIDER_ADDR = "127.0.0.2"
+DRY_RUN_MARK = "/var/tmp/pfr-dry-run-mark"
+# What a test=True run may write: Salt's cache, log and keys, the harness's own logs, kernel/journal files.
+SALT_OWN = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/cache/salt",
+    "/var/log/salt",
+    "/etc/salt/pki",
+    f"{KITCHEN_ROOT}/log",
+    "/var/log/journal",
+)
 LOG_DIR = REPO / ".cache" / "kitchen"
 _print_lock = threading.Lock()
 
@@ -241,7 +254,15 @@ class Run:
             " journalctl -u 'postfix*' -o cat --no-pager | grep -c -e 'reload' -e 'starting the Postfix'"
         )
         before = container.sh(f"{watched}; cat /var/spool/postfix/pid/master.pid 2>&1", check=False).stdout
+        container.sh(f"touch {DRY_RUN_MARK}")
         states, seconds = self._apply(inst, container, f"dry-run-{'fresh' if fresh else 'converged'}", "test=True")
+        # Nothing written outside Salt's own files (its cache, with the synced module, its log and keys).
+        written = container.sh(
+            f"find / -xdev \\( {' -o '.join(f'-path {p}' for p in SALT_OWN)} \\) -prune -o -type f -newer {DRY_RUN_MARK} -print",
+            check=False,
+        ).stdout.split()
+        if written:
+            raise AssertionError(f"test=True wrote outside Salt's own files: {written[:20]}")
         failed = {sid: r.get("comment") for sid, r in states.items() if r.get("result") is False}
         if failed:
             raise AssertionError(f"test=True: failed states {failed}")
