@@ -58,7 +58,8 @@ def salt_call(*args: str, out: str = "json") -> list[str]:
 
 PROVIDER_ADDR = "127.0.0.2"
 DRY_RUN_MARK = "/var/tmp/pfr-dry-run-mark"
-# What a test=True run may write: Salt's cache, log and keys, the harness's own logs, kernel/journal files.
+# What a test=True run may write: Salt's cache, log and keys, the harness's own logs, kernel/journal
+# files, and apt's binary package cache, which apt-cache rebuilds when it reads (seen with Salt 3007.16).
 SALT_OWN = (
     "/proc",
     "/sys",
@@ -69,6 +70,7 @@ SALT_OWN = (
     "/etc/salt/pki",
     f"{KITCHEN_ROOT}/log",
     "/var/log/journal",
+    "/var/cache/apt",
 )
 LOG_DIR = REPO / ".cache" / "kitchen"
 _print_lock = threading.Lock()
