@@ -78,3 +78,22 @@ def test_saltutil_sync_modules_would_have_removed_them(tmp_path):
     assert minion.call("saltutil.sync_modules", "saltenv=staging").returncode == 0
     names = {p.name for p in (minion.extmods / "modules").iterdir()}
     assert "basemod.py" not in names and "stagingmod.py" in names
+
+
+def test_stale_copy_that_has_self_sync_is_replaced_and_reloaded_in_the_same_run(tmp_path):
+    """A later upgrade: the minion's copy has self_sync but an older settings(); this run uses the new one."""
+    minion = LocalMinion(tmp_path, DEBIAN12, PILLAR)
+    synced = minion.extmods / "modules" / "postfix_relay.py"
+    synced.parent.mkdir(parents=True)
+    text = MODULE_PATH.read_text()
+    stale = text.replace(
+        '    """\n    return resolve(_pillar()',
+        '    """\n    raise RuntimeError("stale settings")\n    return resolve(_pillar()',
+        1,
+    )
+    assert stale != text
+    synced.write_text(stale)
+    res = minion.show_sls()
+    assert res.returncode == 0, res.stdout[-3000:]
+    assert "stale settings" not in res.stdout + res.stderr
+    assert synced.read_bytes() == MODULE_PATH.read_bytes()
