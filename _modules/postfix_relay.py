@@ -1962,6 +1962,8 @@ def self_sync(saltenv="base"):
             raise
         replaced = True
         log.info("postfix_relay: replaced %s with %s (saltenv %s)", here, SOURCE, saltenv)
+        if not ssh:  # a running minion reloads its own loader too (an event, nothing written)
+            __salt__["event.fire"]({}, "module_refresh")
     done[saltenv] = {"saltenv": saltenv, "path": here, "managed": managed, "replaced": replaced}
     return dict(done[saltenv], checked=True)
 
