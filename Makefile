@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check containers lint unit render integration fleet faults operations environments soak bench demo demo-down host venv clean-containers help
+.PHONY: test check containers lint unit render integration integration-full fleet ssh faults operations environments soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -18,8 +18,10 @@ help:
 	@echo "make test         lint, unit, render and container tests (what CI runs)"
 	@echo "make check        lint, unit and render tests only (no containers)"
 	@echo "make containers   every container suite, SUITE_JOBS (3) at a time, one log each in .test-logs/"
-	@echo "make integration  the kitchen.yml matrix in systemd containers"
-	@echo "make fleet        salt-master + minions + Django end to end"
+	@echo "make integration  the kitchen.yml matrix in systemd containers (all suites on Salt 3008, one on 3007 and 3006)"
+	@echo "make integration-full  every suite x Debian release x Salt version"
+	@echo "make fleet        salt-master + minions + Django end to end (on every Salt version)"
+	@echo "make ssh          salt-ssh web1 state.apply postfix_relay against a fresh sshd container"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; Django send_mail()"
@@ -30,10 +32,10 @@ test: check containers
 # The container suites run side by side (SUITE_JOBS at a time, longest first): each has its
 # own containers, and their waits (retry schedules, restarts) overlap.  One log per suite in
 # .test-logs/; `make <suite>` runs one alone.
-CONTAINER_SUITES ?= faults integration environments fleet operations
+CONTAINER_SUITES ?= integration faults fleet environments ssh operations
 SUITE_JOBS       ?= 3
 containers: venv host
-	@echo "==> minion images (built once, then reused; the suites below only read them)"
+	@echo "==> minion images of the default Salt (built once, then reused; a suite that needs another builds it, once)"
 	@$(PY) -m harness.images
 	@$(PY) -m harness.parallel --jobs $(SUITE_JOBS) $(CONTAINER_SUITES)
 
@@ -69,12 +71,20 @@ host:
 	@$(PYTHON) -m harness.hostsetup
 
 integration: venv host
-	@echo "==> container tests: kitchen.yml matrix (create, converge twice, verify, destroy)"
+	@echo "==> container tests: kitchen.yml matrix (create, converge twice, verify, destroy): every suite on the default Salt, one on the others"
 	$(PY) -m harness.kitchen test
+
+integration-full: venv host
+	@echo "==> container tests: the whole kitchen.yml matrix, every suite x Debian release x Salt version"
+	$(PY) -m harness.kitchen test --full
 
 fleet: venv host
 	@echo "==> fleet tests: a salt-master applies the formula to web and worker minions, Django sends"
 	$(PY) -m pytest -q -p no:cacheprovider test/fleet
+
+ssh: venv host
+	@echo "==> salt-ssh: a fresh sshd container, roster and key auth, no master and no minion"
+	$(PY) -m pytest -q -p no:cacheprovider test/ssh
 
 faults: venv host
 	@echo "==> faults and security: provider outages, bad credentials, TLS faults, restarts, bad pillar, secrets"

@@ -47,9 +47,11 @@ __virtualname__ = "postfix_relay"
 # The execution functions Salt exposes (`salt '*' postfix_relay.<name>`); everything
 # else here is a helper.  None of them returns a secret: a master ACL that lets
 # operators run postfix_relay.* must not let them collect the fleet's API keys.
-__load__ = ["settings", "status", "send_test", "map_is_current"]
+__load__ = ["settings", "status", "send_test", "map_is_current", "self_sync"]
 
 PILLAR_ROOT = "postfix_relay"
+# This file on the fileserver (the repository root is served: postfix_relay/ and _modules/).
+SOURCE = "salt://_modules/postfix_relay.py"
 REDACTED = "<redacted>"
 
 STARTTLS = "starttls"
@@ -1978,15 +1980,142 @@ def _pillar() -> Any:
     return __pillar__.get(PILLAR_ROOT)
 
 
+def _over_ssh() -> bool:
+    """True when loaded as a salt-ssh wrapper module: running on the master, ``__salt__`` calls the target."""
+    try:
+        return hasattr(__salt__, "wfuncs")
+    except NameError:  # plain Python (unit tests)
+        return False
+
+
+def _on_target(fun: str, *args: Any, **kwargs: Any) -> Any:
+    """Under salt-ssh: run ``fun`` on the target, as salt-ssh does for a module it has no wrapper for.
+
+    The wrapper copy of this module runs on the master; what reads the target's
+    Postfix (status, send_test, map_is_current) must run there instead.
+    """
+    import json
+
+    import salt.client.ssh
+
+    argv = [fun, *(json.dumps(a) for a in args), *(f"{k}={json.dumps(v)}" for k, v in kwargs.items())]
+    single = salt.client.ssh.Single(
+        __salt__.opts, argv, mods=__salt__.mods, disable_wipe=True, fsclient=__salt__.fsclient,
+        minion_opts=__salt__.minion_opts, **__salt__.kwargs,
+    )  # fmt: skip
+    stdout, stderr, retcode = single.cmd_block()
+    try:
+        ret = json.loads(stdout)["local"]
+    except (ValueError, KeyError, TypeError):
+        raise CommandExecutionError(
+            f"{fun} on the target failed (rc={retcode}): {stderr[-500:] or stdout[-500:]}"
+        ) from None
+    if isinstance(ret, dict) and "return" in ret:
+        if ret.get("retcode", 0):
+            raise CommandExecutionError(f"{fun} on the target: {ret['return']}")
+        return ret["return"]
+    return ret
+
+
 def _recorded_env() -> dict[str, str] | None:
-    """Where the formula last wrote Django's env file (so that disable, clean and a new path find it)."""
+    """Where the formula last wrote Django's env file (so that disable, clean and a new path find it).
+
+    Under salt-ssh this runs on the master: the record is read on the target, once per run.
+    """
     import json
 
     try:
+        if _over_ssh():
+            if "postfix_relay.env_record" not in __context__:
+                found = __salt__["file.file_exists"](ENV_RECORD)
+                __context__["postfix_relay.env_record"] = __salt__["file.read"](ENV_RECORD) if found else None
+            text = __context__["postfix_relay.env_record"]
+            return _valid_env_record(json.loads(text)) if text else None
         with open(ENV_RECORD, encoding="utf-8") as handle:
             return _valid_env_record(json.load(handle))
     except (OSError, ValueError):
         return None
+
+
+def _file_hash(path: str, hash_type: str) -> str | None:
+    import hashlib
+
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.new(hash_type, handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def self_sync(saltenv="base"):
+    """
+    Make the loaded copy of this module the one on the fileserver, once per run.
+
+    The formula calls this from ``map.jinja`` before anything else of the
+    module: ``state.apply postfix_relay`` syncs nothing by itself, and a minion
+    that ran an older formula keeps the older module.  Only this one file is
+    replaced (``saltutil.sync_modules`` would also remove the modules synced
+    from other saltenvs), atomically, in Salt's extension module cache, and only
+    when its hash differs; ``test=True`` writes nothing else.  The answer is
+    remembered for the rest of the run (``__context__``), so the four SLS files
+    that import ``map.jinja`` cost one fileserver request.  ``replaced: True``
+    tells the caller to reload the loader (map.jinja does).
+
+    Under salt-ssh the module runs on the master as a wrapper module (README):
+    the copy checked is the master's, and a stale one there is replaced the same way.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' postfix_relay.self_sync
+        salt '*' postfix_relay.self_sync saltenv=staging
+    """
+    done = __context__.setdefault("postfix_relay.self_sync", {})
+    if saltenv in done:
+        return dict(done[saltenv], checked=False)
+    ssh = _over_ssh()
+    if ssh:  # the master's fileserver, directly (3006's salt-ssh cp wrapper has no hash_file)
+        client = __context__["fileclient"]
+        want = client.hash_file(SOURCE, saltenv)
+        extmods = __context__["master_opts"]["extension_modules"]
+        kind = "wrapper"
+    else:
+        want = __salt__["cp.hash_file"](SOURCE, saltenv)
+        extmods = __opts__["extension_modules"]
+        kind = "modules"
+    if not want:
+        raise CommandExecutionError(
+            f"postfix_relay: {SOURCE} is not on the fileserver (saltenv {saltenv}). Serve the repository root, "
+            "which holds both postfix_relay/ and _modules/, in file_roots or gitfs (see README)."
+        )
+    here = os.path.realpath(__file__)
+    log.debug("postfix_relay.self_sync: %s checked against %s (saltenv %s)", here, SOURCE, saltenv)
+    managed = os.path.dirname(here) == os.path.realpath(os.path.join(extmods, kind))
+    replaced = False
+    if managed and _file_hash(here, want["hash_type"]) != want["hsum"]:
+        cached = client.cache_file(SOURCE, saltenv) if ssh else __salt__["cp.cache_file"](SOURCE, saltenv)
+        if not cached or _file_hash(cached, want["hash_type"]) != want["hsum"]:
+            raise CommandExecutionError(f"postfix_relay: could not fetch {SOURCE} (saltenv {saltenv})")
+        import shutil
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(here), prefix=".postfix_relay.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out, open(cached, "rb") as src:
+                shutil.copyfileobj(src, out)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, here)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        replaced = True
+        log.info("postfix_relay: replaced %s with %s (saltenv %s)", here, SOURCE, saltenv)
+        if not ssh:  # a running minion reloads its own loader too (an event, nothing written)
+            __salt__["event.fire"]({}, "module_refresh")
+    done[saltenv] = {"saltenv": saltenv, "path": here, "managed": managed, "replaced": replaced}
+    return dict(done[saltenv], checked=True)
 
 
 def settings(action="apply"):
@@ -2025,6 +2154,8 @@ def map_is_current(source, db_type="hash"):
 
         salt '*' postfix_relay.map_is_current /etc/postfix/sasl_passwd hash
     """
+    if _over_ssh():
+        return _on_target("postfix_relay.map_is_current", source, db_type)
     compiled = source + DB_SUFFIX.get(db_type, ".db")
     try:
         return os.stat(compiled).st_mtime_ns >= os.stat(source).st_mtime_ns
@@ -2092,6 +2223,8 @@ def status():
 
         salt -G 'roles:web' postfix_relay.status
     """
+    if _over_ssh():
+        return _on_target("postfix_relay.status")
     last = None
     for line in reversed(_mail_log()):
         last = parse_delivery(line)
@@ -2147,6 +2280,8 @@ def send_test(to, sender=None, timeout=60, subject="postfix_relay test message")
 
         salt web1 postfix_relay.send_test to=ops@example.com
     """
+    if _over_ssh():
+        return _on_target("postfix_relay.send_test", to, sender=sender, timeout=timeout, subject=subject)
     import smtplib
     import time
     import uuid

@@ -10,6 +10,7 @@ its job cache, log and event bus, and every execution function's answer.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 
@@ -18,6 +19,7 @@ from harness import provider
 from harness.docker import docker
 from harness.fakeprovider import sha256
 from harness.fleet import MASTER_CACHE, MASTER_LOG, Fleet
+from harness.images import SALT_VERSION
 
 ENV_FILE = "/etc/relayapp/email.env"
 RECIPIENTS = ["alice@example.org", "bob@example.net"]
@@ -25,7 +27,8 @@ RECIPIENTS = ["alice@example.org", "bob@example.net"]
 
 @pytest.fixture(scope="module")
 def fleet():
-    f = Fleet(name="fleettest").up()
+    # PFR_SALT_VERSION runs this whole file on another Salt (test_fleet_versions.py runs a part on each).
+    f = Fleet(name="fleettest", salt_version=os.environ.get("PFR_SALT_VERSION", SALT_VERSION)).up()
     yield f
     f.down()
 

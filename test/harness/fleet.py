@@ -56,6 +56,8 @@ def load_provider_spec() -> ProviderSpec:
 class Fleet:
     minions: dict[str, list[str]] = field(default_factory=lambda: {"web1": ["web"], "worker1": ["worker"]})
     platform: str = "debian-12"
+    # Master and minions run this Salt (images.SALT_VERSIONS).
+    salt_version: str = images.SALT_VERSION
     name: str = "fleet"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     spec: ProviderSpec = field(default_factory=load_provider_spec)
@@ -121,7 +123,7 @@ class Fleet:
 
     def _up(self) -> Fleet:
         started = time.monotonic()
-        image = images.build(self.platform)
+        image = images.build(self.platform, self.salt_version)
         docker("network", "create", "--internal", "--label", LABEL, self.network)
         # NET_ADMIN: cut_off() deletes the default route the internal network still gets.
         run = ["--network", self.network, "--cap-add", "NET_ADMIN"]
@@ -169,7 +171,9 @@ class Fleet:
             m.put(APP_DIR, APP_ROOT)
             m.exec("systemd-run", "--unit=salt-minion", "/opt/salt/bin/salt-minion")
         self.accept_keys()
-        self.say(f"up in {time.monotonic() - started:.0f} s: master, {', '.join(self.minions)}, provider")
+        self.say(
+            f"up in {time.monotonic() - started:.0f} s: master, {', '.join(self.minions)}, provider (salt {self.salt_version})"
+        )
         return self
 
     def accept_keys(self, timeout: float = 120) -> None:

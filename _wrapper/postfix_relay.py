@@ -1,0 +1,1 @@
+../_modules/postfix_relay.py
