@@ -8,3 +8,4 @@ include:
   - .config
   - .service
   - .django_env
+  - .monitoring

@@ -256,7 +256,7 @@ def test_clean_renders_without_pillar(tmp_path):
     minion = LocalMinion(tmp_path, DEBIAN12, None)
     res = minion.show_sls("postfix_relay.clean")
     assert res.returncode == 0, res.stdout
-    absent = {body["file"][0]["name"] for sid, body in res.data.items() if "absent" in sid}
+    absent = {body["file"][0]["name"] for sid, body in res.data.items() if "file-absent" in sid}
     assert absent == {
         "/etc/postfix/sasl_passwd",
         "/etc/postfix/sasl_passwd.db",
@@ -270,7 +270,17 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/postfix_relay.requeue",
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
+        # monitoring (postfix_relay:monitoring): collector, units, state; the timer stops first
+        "/usr/local/sbin/postfix_relay-metrics",
+        "/etc/postfix/postfix_relay.monitoring.json",
+        "/etc/systemd/system/postfix_relay-metrics.service",
+        "/etc/systemd/system/postfix_relay-metrics.timer",
+        "/var/lib/postfix_relay",
+        "/etc/postfix/postfix_relay.beacon",
     }
+    timer = res.data["postfix_relay-monitoring-clean-service-dead-timer"]["service"]
+    assert {"require_in": [{"file": "postfix_relay-config-clean-file-absent-monitoring_timer"}]} not in timer
+    assert any("postfix_relay-config-clean-file-absent-monitoring_timer" in str(x) for x in timer)
     text = minion.render_state(res, "postfix_relay-config-clean-file-managed-main_cf")
     assert _param(text, "relayhost") is None
     assert _param(text, "inet_interfaces") == "loopback-only"

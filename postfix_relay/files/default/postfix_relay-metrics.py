@@ -1,0 +1,276 @@
+#!/usr/bin/python3 -IS
+"""postfix_relay-metrics: relay health for node_exporter's textfile collector and the Salt beacon.
+
+Deployed by the postfix_relay formula (pillar ``postfix_relay:monitoring``) and run
+by ``postfix_relay-metrics.timer``.  Standard library only, no Salt: a salt-call
+costs seconds of CPU, this costs a few tens of milliseconds.  Each run:
+
+1. reads the Postfix log lines written since the last run (journald cursor, or
+   byte offset + inode of /var/log/mail.log), counts deliveries per status and
+   deferrals per reason class: the counters live in the state file, so they are
+   monotonic across log rotation, journal vacuuming and restarts;
+2. reads the queue (``postqueue -j``): messages per queue, the oldest message's
+   age, the reason classes of what is deferred now;
+3. writes the textfile (PATH.tmp in the same directory, then rename: node_exporter
+   never reads half a file), mode 0644, and the state file the beacon reads.
+
+The reason classes (``connect``, ``tls``, ``auth``, ``throttled``, ``rejected``,
+else ``other``) are not defined here: the formula's execution module owns them
+(``postfix_relay.REASON_CLASSES``, used by ``postfix_relay.status`` too) and
+writes them into this script's config file.  Nothing here reads or writes a
+secret: the config holds paths, labels and patterns only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+DEFAULT_CONFIG = "/etc/postfix/postfix_relay.monitoring.json"
+QUEUES = ("active", "deferred", "hold", "incoming", "maildrop")
+STATUSES = ("sent", "deferred", "bounced")
+# Postfix's delivery agents that log ``status=``: the journal is filtered on these identifiers.
+AGENTS = ("smtp", "lmtp", "error", "retry", "local", "virtual", "pipe", "discard")
+_STATUS = re.compile(r": to=<.*?, status=(sent|deferred|bounced|expired) \((.*)\)$")
+MAIL_LOGS = ("/var/log/mail.log", "/var/log/maillog")
+
+
+def _atomic_write(path: str, text: str, mode: int = 0o644) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, text.encode())
+        os.fchmod(fd, mode)  # the umask must not narrow it: node_exporter runs as another user
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _load(path: str, default):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return default
+
+
+def new_state() -> dict:
+    return {
+        "deliveries": dict.fromkeys(STATUSES, 0),
+        "deferrals": {},
+        "last_delivery": {},
+        "journal_cursor": None,
+        "file": None,
+    }
+
+
+class Classifier:
+    """The reason classes from the config: first matching pattern wins, else ``other``."""
+
+    def __init__(self, rules: list[list[str]]):
+        self.rules = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in rules]
+        self.names = [name for name, _ in rules]
+
+    def __call__(self, text: str) -> str:
+        for name, pattern in self.rules:
+            if pattern.search(text):
+                return name
+        return "other"
+
+
+# -- the mail log -------------------------------------------------------------
+def _journal_lines(state: dict) -> list[str]:
+    """New Postfix delivery lines from journald (``short-unix``: epoch first), cursor kept in ``state``."""
+    argv = ["journalctl", "--no-pager", "-q", "-o", "short-unix", "--show-cursor"]
+    for agent in AGENTS:
+        argv += ["-t", f"postfix/{agent}"]
+    if state.get("journal_cursor"):
+        argv.append(f"--after-cursor={state['journal_cursor']}")
+    out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+    lines = out.splitlines()
+    if lines and lines[-1].startswith("-- cursor: "):
+        state["journal_cursor"] = lines.pop()[len("-- cursor: ") :]
+    return lines  # "1733150000.123456 host postfix/smtp[123]: ABC: to=<...>, status=..."
+
+
+def _file_lines(path: str, state: dict) -> list[str]:
+    """New lines of a syslog file; after a rotation the rest of the rotated file (path.1) first."""
+    pos = state.get("file") or {}
+    st = os.stat(path)
+    lines: list[str] = []
+    offset = pos.get("offset", 0)
+    if pos.get("path") == path and pos.get("inode") not in (None, st.st_ino):
+        rotated = f"{path}.1"
+        try:
+            if os.stat(rotated).st_ino == pos["inode"]:
+                with open(rotated, "rb") as handle:
+                    handle.seek(offset)
+                    lines += handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            pass
+        offset = 0
+    elif pos.get("path") != path or st.st_size < offset:
+        offset = 0
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n") + 1  # a half-written last line waits for the next run
+    lines += data[:end].decode(errors="replace").splitlines()
+    state["file"] = {"path": path, "inode": st.st_ino, "offset": offset + end}
+    return [f"{_syslog_time(line)} {line}" for line in lines]
+
+
+def _syslog_time(line: str) -> float:
+    """Epoch of a syslog line: RFC 3339 (rsyslog's default on Debian 12+) or 'Mon DD HH:MM:SS'."""
+    stamp = line.split(" ", 1)[0]
+    try:
+        if "T" in stamp:
+            from datetime import datetime
+
+            return datetime.fromisoformat(stamp).timestamp()
+        return time.mktime(time.strptime(f"{time.localtime().tm_year} {line[:15]}", "%Y %b %d %H:%M:%S"))
+    except ValueError:
+        return time.time()
+
+
+def count_log(lines: list[str], state: dict, classify: Classifier) -> None:
+    """Add the delivery lines to the counters in ``state`` (each line starts with its epoch)."""
+    deliveries, deferrals, last = state["deliveries"], state["deferrals"], state["last_delivery"]
+    for line in lines:
+        if "status=" not in line:
+            continue
+        match = _STATUS.search(line)
+        if not match:
+            continue
+        status, reason = match.groups()
+        status = "bounced" if status == "expired" else status
+        deliveries[status] = deliveries.get(status, 0) + 1
+        if status == "deferred":
+            name = classify(reason)
+            deferrals[name] = deferrals.get(name, 0) + 1
+        try:
+            stamp = float(line.split(" ", 1)[0])
+        except ValueError:
+            continue
+        if status in ("sent", "deferred") and stamp > last.get(status, 0):
+            last[status] = stamp
+
+
+# -- the queue ----------------------------------------------------------------
+def read_queue(classify: Classifier, now: float) -> dict:
+    out = subprocess.run(["postqueue", "-j"], capture_output=True, text=True, check=False)
+    counts = dict.fromkeys(QUEUES, 0)
+    reasons: dict[str, int] = {}
+    oldest = None
+    for line in out.stdout.splitlines():
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        queue = entry.get("queue_name", "incoming")
+        counts[queue] = counts.get(queue, 0) + 1
+        arrival = entry.get("arrival_time")
+        if isinstance(arrival, int | float) and (oldest is None or arrival < oldest):
+            oldest = arrival
+        if queue == "deferred":
+            names = {classify(r["delay_reason"]) for r in entry.get("recipients", []) if r.get("delay_reason")}
+            for name in names:
+                reasons[name] = reasons.get(name, 0) + 1
+    return {
+        "ok": out.returncode == 0,
+        "queue": counts,
+        "oldest_age_seconds": max(0.0, now - oldest) if oldest is not None else 0.0,
+        "deferred_reasons": reasons,
+    }
+
+
+# -- the textfile ---------------------------------------------------------------
+def _label(value) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def render(config: dict, state: dict, snapshot: dict, classes: list[str]) -> str:
+    info = config.get("info", {})
+    out = [
+        "# HELP postfix_relay_queue_messages Messages in each Postfix queue (postqueue -j).",
+        "# TYPE postfix_relay_queue_messages gauge",
+    ]
+    out += [f'postfix_relay_queue_messages{{queue="{q}"}} {n}' for q, n in snapshot["queue"].items()]
+    out += [
+        "# HELP postfix_relay_oldest_message_age_seconds Age of the oldest queued message (0 when empty).",
+        "# TYPE postfix_relay_oldest_message_age_seconds gauge",
+        f"postfix_relay_oldest_message_age_seconds {snapshot['oldest_age_seconds']:.0f}",
+        "# HELP postfix_relay_deliveries_total Delivery attempts logged by Postfix, per status.",
+        "# TYPE postfix_relay_deliveries_total counter",
+    ]
+    out += [f'postfix_relay_deliveries_total{{status="{s}"}} {state["deliveries"].get(s, 0)}' for s in STATUSES]
+    out += [
+        "# HELP postfix_relay_last_delivery_timestamp_seconds When Postfix last logged this status.",
+        "# TYPE postfix_relay_last_delivery_timestamp_seconds gauge",
+    ]
+    out += [
+        f'postfix_relay_last_delivery_timestamp_seconds{{status="{s}"}} {state["last_delivery"].get(s, 0):.3f}'
+        for s in ("sent", "deferred")
+    ]
+    out += [
+        "# HELP postfix_relay_deferrals_total Deferred delivery attempts, per reason class.",
+        "# TYPE postfix_relay_deferrals_total counter",
+    ]
+    out += [f'postfix_relay_deferrals_total{{reason="{r}"}} {state["deferrals"].get(r, 0)}' for r in classes]
+    labels = ",".join(f'{k}="{_label(info.get(k, ""))}"' for k in ("provider", "relayhost", "tls", "enabled"))
+    out += [
+        "# HELP postfix_relay_info The relay as postfix_relay configured it.",
+        "# TYPE postfix_relay_info gauge",
+        f"postfix_relay_info{{{labels}}} 1",
+        "# HELP postfix_relay_metrics_scrape_ok 1 when postqueue answered at the last write.",
+        "# TYPE postfix_relay_metrics_scrape_ok gauge",
+        f"postfix_relay_metrics_scrape_ok {1 if snapshot['ok'] else 0}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def run(config_path: str) -> dict:
+    config = _load(config_path, None)
+    if config is None:
+        sys.exit(f"postfix_relay-metrics: cannot read {config_path}; apply the postfix_relay state again")
+    classify = Classifier(config["reason_classes"])
+    state_path = config["state_file"]
+    state = {**new_state(), **_load(state_path, {})}
+    now = time.time()
+    log = next((p for p in MAIL_LOGS if os.path.exists(p)), None)
+    lines = _file_lines(log, state) if log else _journal_lines(state)
+    count_log(lines, state, classify)
+    snapshot = read_queue(classify, now)
+    classes = [*classify.names, "other"]
+    if config.get("textfile"):
+        _atomic_write(config["textfile"], render(config, state, snapshot, classes))
+    state.update(snapshot, written_at=now, interval=config.get("interval", 30))
+    _atomic_write(state_path, json.dumps(state, sort_keys=True))
+    return state
+
+
+def remove_textfile(config_path: str) -> None:
+    """Monitoring switched off: the textfile goes, so that node_exporter stops exporting stale values."""
+    config = _load(config_path, {})
+    for path in (config.get("textfile"), f"{config.get('textfile')}.tmp"):
+        if path and os.path.exists(path):
+            os.remove(path)
+
+
+def main(argv: list[str]) -> int:
+    config = DEFAULT_CONFIG
+    for arg in argv:
+        if arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+    if "--remove-textfile" in argv:
+        remove_textfile(config)
+        return 0
+    run(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Monitoring goes with the relay: the timer stops before config.clean removes the
+# collector, its units and state (they are in the clean `files` list), the
+# textfile goes, and the beacon if an earlier run configured it.
+
+{#- Get the `tplroot` from `tpldir` #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- set sls_config_clean = tplroot ~ '.config.clean' %}
+{%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
+{%- set prefix = 'postfix_relay-monitoring-clean' %}
+{%- set mfiles = postfix_relay.files | selectattr('sls', 'equalto', 'monitoring') | list %}
+{%- set script = mfiles | selectattr('id', 'equalto', 'monitoring_script') | map(attribute='path') | first %}
+{%- set config = mfiles | selectattr('id', 'equalto', 'monitoring_config') | map(attribute='path') | first %}
+{%- set marker = mfiles | selectattr('id', 'equalto', 'monitoring_beacon_marker') | map(attribute='path') | first %}
+
+include:
+  - {{ sls_config_clean }}
+
+{{ prefix }}-cmd-run-remove-textfile:
+  cmd.run:
+    - name: /usr/bin/python3 -IS {{ script }} --config={{ config }} --remove-textfile
+    - onlyif: test -e {{ script }} -a -e {{ config }}
+
+{{ prefix }}-service-dead-timer:
+  service.dead:
+    - name: postfix_relay-metrics.timer
+    - enable: False
+    - require:
+      - cmd: {{ prefix }}-cmd-run-remove-textfile
+    - require_in:
+{%- for f in mfiles %}
+      - file: postfix_relay-config-clean-file-absent-{{ f.id }}
+{%- endfor %}
+
+{{ prefix }}-beacon-absent:
+  beacon.absent:
+    - name: postfix_relay
+    - save: True
+    - onlyif: test -e {{ marker }}
+    - require_in:
+      - file: postfix_relay-config-clean-file-absent-monitoring_beacon_marker
