@@ -73,7 +73,6 @@ include:
   beacon.present:
     - name: postfix_relay
     - save: True
-    - enable: True
     - interval: {{ mon.beacon.interval }}
     - deferred: {{ mon.beacon.deferred }}
     - oldest_age: {{ mon.beacon.oldest_age }}

@@ -238,6 +238,11 @@ def run(config_path: str) -> dict:
         sys.exit(f"postfix_relay-metrics: cannot read {config_path}; apply the postfix_relay state again")
     classify = Classifier(config["reason_classes"])
     state_path = config["state_file"]
+    # One run at a time (the timer, an operator, a test): two would count the same lines twice.
+    import fcntl
+
+    lock = os.open(f"{state_path}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+    fcntl.flock(lock, fcntl.LOCK_EX)
     state = {**new_state(), **_load(state_path, {})}
     now = time.time()
     log = next((p for p in MAIL_LOGS if os.path.exists(p)), None)
