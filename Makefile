@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration fleet faults operations environments soak bench demo demo-down host venv clean-containers help
+.PHONY: test check lint unit render integration fleet faults operations environments monitoring soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -20,10 +20,11 @@ help:
 	@echo "make integration  the kitchen.yml matrix in systemd containers"
 	@echo "make fleet        salt-master + minions + Django end to end"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
+	@echo "make monitoring   textfile metrics through an outage and recovery, CPU per write, beacon on a master (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; fleet converge"
 
-test: check integration fleet operations environments faults
+test: check integration fleet operations environments faults monitoring
 
 check: lint unit render
 
@@ -75,6 +76,10 @@ operations: venv host
 environments: venv host
 	@echo "==> environments: staging redirect (new and queued mail), relaying disabled (hold, release once)"
 	$(PY) -m pytest -q -p no:cacheprovider test/environments
+
+monitoring: venv host
+	@echo "==> monitoring: Prometheus textfile through an outage and recovery, CPU per write, the beacon on a master"
+	$(PY) -m pytest -q -p no:cacheprovider -s test/monitoring
 
 soak: venv host
 	@echo "==> soak: the faults suite with a 10,000-message flow during a re-apply"
