@@ -17,17 +17,20 @@
 include:
   - {{ sls_config_clean }}
 
-{{ prefix }}-cmd-run-remove-textfile:
-  cmd.run:
-    - name: /usr/bin/python3 -IS {{ script }} --config={{ config }} --remove-textfile
-    - onlyif: test -e {{ script }} -a -e {{ config }}
-
 {{ prefix }}-service-dead-timer:
   service.dead:
     - name: postfix_relay-metrics.timer
     - enable: False
+
+{#- After the timer (a tick could write it again); a run in progress is stopped too. #}
+{{ prefix }}-cmd-run-remove-textfile:
+  cmd.run:
+    - name: >-
+        systemctl stop postfix_relay-metrics.service;
+        /usr/bin/python3 -IS {{ script }} --config={{ config }} --remove-textfile
+    - onlyif: test -e {{ script }} -a -e {{ config }}
     - require:
-      - cmd: {{ prefix }}-cmd-run-remove-textfile
+      - service: {{ prefix }}-service-dead-timer
     - require_in:
 {%- for f in mfiles %}
       - file: postfix_relay-config-clean-file-absent-{{ f.id }}

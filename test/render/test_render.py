@@ -278,8 +278,10 @@ def test_clean_renders_without_pillar(tmp_path):
         "/var/lib/postfix_relay",
         "/etc/postfix/postfix_relay.beacon",
     }
-    timer = res.data["postfix_relay-monitoring-clean-service-dead-timer"]["service"]
-    assert any("postfix_relay-config-clean-file-absent-monitoring_timer" in str(x) for x in timer)
+    # The timer stops, then the textfile goes, then the collector and its units.
+    remove = res.data["postfix_relay-monitoring-clean-cmd-run-remove-textfile"]["cmd"]
+    assert {"require": [{"service": "postfix_relay-monitoring-clean-service-dead-timer"}]} in remove
+    assert any("postfix_relay-config-clean-file-absent-monitoring_timer" in str(x) for x in remove)
     text = minion.render_state(res, "postfix_relay-config-clean-file-managed-main_cf")
     assert _param(text, "relayhost") is None
     assert _param(text, "inet_interfaces") == "loopback-only"
