@@ -172,32 +172,62 @@ def _cpu(relay, runs: int) -> list[float]:
     return json.loads(proc.stdout)
 
 
+def _median_ms(values: list[float]) -> float:
+    return round(1000 * statistics.median(values), 1)
+
+
 def test_cpu_per_write_with_a_10000_message_log(relay):
-    """Steady state: the log holds 10,000 more deliveries; each write reads only what is new."""
+    """Each write reads only what is new: its cost must not grow with the log.
+
+    Measured side by side in one run (CPU user+sys of the collector and its
+    children journalctl and postqueue): writes before and after 10,000 more
+    deliveries were logged, with 50 new deliveries each (an interval's worth),
+    next to a bare ``python3 -IS -c pass``; then with 20 messages deferred
+    (the JSON and regex paths).  Prints the figures against the 50 ms budget.
+    """
     relay.c.exec("systemctl", "stop", "postfix_relay-metrics.timer")
     try:
-        sent0 = json.loads(relay.c.exec("cat", "/var/lib/postfix_relay/metrics.json").stdout)["deliveries"]["sent"]
+        state = json.loads(relay.c.exec("cat", "/var/lib/postfix_relay/metrics.json").stdout)
+        sent0 = state["deliveries"]["sent"]
+        python = json.loads(relay.c.exec("python3", "-c", CPU_PROBE, "7", "python3", "-IS", "-c", "pass").stdout)
+        before = []
+        for _ in range(7):
+            relay.c.exec("python3", "-c", LOG_LINES, "50", "A")
+            before += _cpu(relay, 1)
         relay.c.exec("python3", "-c", LOG_LINES, "10000", "B")
         time.sleep(2)  # journald has them
         catch_up = _cpu(relay, 1)[0]
+        after = []
+        for _ in range(7):
+            relay.c.exec("python3", "-c", LOG_LINES, "50", "C")
+            after += _cpu(relay, 1)
+        idle = _cpu(relay, 7)
         state = json.loads(relay.c.exec("cat", "/var/lib/postfix_relay/metrics.json").stdout)
-        assert state["deliveries"]["sent"] == sent0 + 10000, state["deliveries"]
-        steady = []
-        for _ in range(5):
-            relay.c.exec("python3", "-c", LOG_LINES, "50", "C")  # an interval's worth of traffic
-            steady += _cpu(relay, 1)
-        idle = _cpu(relay, 5)
-        state = json.loads(relay.c.exec("cat", "/var/lib/postfix_relay/metrics.json").stdout)
-        assert state["deliveries"]["sent"] == sent0 + 10000 + 250, state["deliveries"]
+        assert state["deliveries"]["sent"] == sent0 + 10000 + 14 * 50, state["deliveries"]
+        provider.stop(relay.c)
+        relay.submit("cpu", 20)
+        relay.wait_deferred(20)
+        deferred = _cpu(relay, 7)
+        provider.deploy(relay.c, relay.run.ca, relay.spec, listen=PROVIDER_ADDR)
+        relay.c.exec("postqueue", "-f")
+        assert len(relay.wait_arrived("cpu", 20, timeout=120)) == 20
     finally:
         relay.c.exec("systemctl", "start", "postfix_relay-metrics.timer")
-    ms = {k: round(1000 * statistics.median(v), 1) for k, v in (("steady", steady), ("idle", idle))}
+    ms = {
+        "python": _median_ms(python),
+        "before": _median_ms(before),
+        "after": _median_ms(after),
+        "idle": _median_ms(idle),
+        "deferred": _median_ms(deferred),
+    }
+    ratio = statistics.median(after) / statistics.median(before)
     print(
-        f"\n==> monitoring: CPU per write (user+sys, collector + journalctl + postqueue): "
-        f"catch-up over 10,000 messages {1000 * catch_up:.0f} ms once; then median {ms['steady']} ms "
-        f"with 50 new deliveries, {ms['idle']} ms with none (budget {1000 * CPU_BUDGET:.0f} ms)"
+        f"\n==> monitoring: CPU per write (median of 7, ms; budget {1000 * CPU_BUDGET:.0f}): "
+        f"50 new deliveries {ms['before']} before and {ms['after']} after 10,000 more were logged "
+        f"(after/before {ratio:.2f}); no new line {ms['idle']}; 20 deferred in the queue {ms['deferred']}; "
+        f"catch-up over the 10,000 once {1000 * catch_up:.0f}; bare python3 -IS start {ms['python']}"
     )
-    assert statistics.median(steady) <= CPU_BUDGET, steady
+    assert ratio <= 1.5, ms
 
 
 def test_no_secret_in_monitoring_files(relay):

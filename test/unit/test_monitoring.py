@@ -230,3 +230,42 @@ def test_beacon_validate():
     assert not beacon.validate([{"deferd": 5}])[0]
     assert not beacon.validate([{"oldest_age": "15m"}])[0]
     assert not beacon.validate({"deferred": 5})[0]
+
+
+def test_collector_run_end_to_end_with_fake_commands(tmp_path, monkeypatch):
+    """run(): journal lines after the cursor, postqueue -j, textfile + beacon state; nothing counted twice."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    journal = tmp_path / "journal.txt"
+    (bin_dir / "journalctl").write_text(
+        f'#!/bin/sh\ncase "$*" in *--after-cursor=c1*) exit 0;; esac\ncat {journal}\necho "-- cursor: c1"\n'
+    )
+    queue = {"queue_name": "deferred", "arrival_time": 1000, "recipients": [{"delay_reason": "Connection refused"}]}
+    (bin_dir / "postqueue").write_text(f"#!/bin/sh\necho '{json.dumps(queue)}'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(metrics, "MAIL_LOGS", ())
+    journal.write_text(
+        _line(1000.5, "deferred", "connect to x[127.0.0.2]:587: Connection refused")
+        + "\n"
+        + _line(1002.5, "sent", "250 Ok")
+        + "\n"
+    )
+    config = _config() | {"textfile": str(tmp_path / "m.prom"), "state_file": str(tmp_path / "metrics.json")}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for _ in range(2):
+        metrics.run(str(tmp_path / "config.json"), str(tmp_path / "own" / "collector.state"))
+    got = _families((tmp_path / "m.prom").read_text())
+    assert got[("postfix_relay_deliveries_total", (("status", "sent"),))] == 1
+    assert got[("postfix_relay_deferrals_total", (("reason", "connect"),))] == 1
+    assert got[("postfix_relay_queue_messages", (("queue", "deferred"),))] == 1
+    assert got[("postfix_relay_oldest_message_age_seconds", ())] > 0
+    state = json.loads((tmp_path / "metrics.json").read_text())  # hand-written JSON, read by the beacon
+    assert state["deferred_reasons"] == {"connect": 1} and state["journal_cursor"] == "c1"
+    assert "config" not in state
+
+
+def test_hand_written_json_round_trips():
+    value = {"a": [1, 2.5, None, True], "b": 'q"\\\n\x7fé', "c": {"d": "s=1;i=2"}}
+    assert json.loads(metrics._json(value)) == value
