@@ -372,3 +372,44 @@ def test_operations_features_render(tmp_path):
     cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
     assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
     assert _param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"
+
+
+# --------------------------------------------------------------------------
+# monitoring: off by default (timer stopped, files absent, beacon removed only if the formula set it)
+# --------------------------------------------------------------------------
+def test_monitoring_off_by_default(rendered):
+    show = rendered["show"]
+    dead = _state_args(show, "postfix_relay-monitoring-service-dead-timer")
+    assert dead["name"] == "postfix_relay-metrics.timer" and dead["enable"] is False
+    assert "postfix_relay-monitoring-file-absent-monitoring_script" in show.data
+    assert "postfix_relay-monitoring-file-absent-monitoring_timer" in show.data
+    absent = _state_args(show, "postfix_relay-monitoring-beacon-absent")
+    assert absent["onlyif"] == "test -e /etc/postfix/postfix_relay.beacon"
+
+
+def test_monitoring_on_renders_collector_timer_and_beacon(tmp_path):
+    pillar = {
+        "provider": "sendgrid",
+        "password": SECRET,
+        "monitoring": {"textfile": "/var/lib/prometheus/node-exporter/postfix_relay.prom", "beacon": {"deferred": 5}},
+    }
+    show = LocalMinion(tmp_path, DEBIAN12, pillar).show_sls()
+    assert show.returncode == 0, show.stdout + show.stderr
+    assert SECRET not in show.stdout
+    script = _state_args(show, "postfix_relay-monitoring-file-managed-monitoring_script")
+    assert (
+        script["source"] == "salt://postfix_relay/files/default/postfix_relay-metrics.py" and script["mode"] == "0755"
+    )
+    timer = _state_args(show, "postfix_relay-monitoring-service-running-timer")
+    assert timer["name"] == "postfix_relay-metrics.timer" and timer["enable"] is True
+    beacon = _state_args(show, "postfix_relay-monitoring-beacon-present")
+    assert (beacon["name"], beacon["interval"], beacon["deferred"], beacon["oldest_age"]) == (
+        "postfix_relay",
+        30,
+        5,
+        900,
+    )
+    assert "postfix_relay-monitoring-saltutil-sync_beacons" in show.data
+    assert "postfix_relay-monitoring-beacon-absent" not in show.data
+    directory = _state_args(show, "postfix_relay-monitoring-file-directory-textfile")
+    assert directory["name"] == "/var/lib/prometheus/node-exporter"
