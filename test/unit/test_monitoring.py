@@ -269,3 +269,23 @@ def test_collector_run_end_to_end_with_fake_commands(tmp_path, monkeypatch):
 def test_hand_written_json_round_trips():
     value = {"a": [1, 2.5, None, True], "b": 'q"\\\n\x7fé', "c": {"d": "s=1;i=2"}}
     assert json.loads(metrics._json(value)) == value
+
+
+def test_queue_lines_read_without_json():
+    entry = {
+        "queue_name": "deferred",
+        "queue_id": "4F2A1C",
+        "arrival_time": 1733150000,
+        "sender": 'odd"name@example.com',
+        "recipients": [
+            {"address": "a@example.org", "delay_reason": 'host x said: 554 "Message rejected" / unverified'},
+            {"address": "b@example.org"},
+        ],
+    }
+    line = json.dumps(entry)
+    assert list(metrics._json_values(line, "queue_name")) == ["deferred"]
+    assert list(metrics._json_values(line, "arrival_time")) == [1733150000]
+    assert list(metrics._json_values(line, "delay_reason")) == [entry["recipients"][0]["delay_reason"]]
+    classify = metrics.Classifier(_config()["reason_classes"])
+    assert classify(entry["recipients"][0]["delay_reason"]) == "rejected"
+    assert classify.cache == {entry["recipients"][0]["delay_reason"]: "rejected"}

@@ -123,12 +123,22 @@ def new_state() -> dict:
 class Classifier:
     """The reason classes from the config: first matching pattern wins, else ``other``."""
 
-    def __init__(self, rules: list[list[str]]):
+    def __init__(self, rules: list[list[str]], cache: dict | None = None):
         self.source = rules
-        self.rules: list | None = None  # compiled at the first deferral: most writes see none
+        self.rules: list | None = None  # compiled at the first new deferral text: most writes see none
         self.names = [name for name, _ in rules]
+        # text -> class, kept in the state: a queue that waits shows the same few texts run after run.
+        self.cache = {} if cache is None else cache
 
     def __call__(self, text: str) -> str:
+        found = self.cache.get(text)
+        if found is None:
+            found = self.cache[text] = self._classify(text)
+            if len(self.cache) > 2000:
+                self.cache.clear()
+        return found
+
+    def _classify(self, text: str) -> str:
         if self.rules is None:
             import re
 
@@ -218,24 +228,48 @@ def count_log(lines: list[str], state: dict, classify: Classifier) -> None:
 
 
 # -- the queue ----------------------------------------------------------------
+def _json_values(line: str, name: str):
+    """Each value of ``"name": "text"`` or ``"name": 123`` in one line of ``postqueue -j``.
+
+    Read by hand, not with json (whose import costs more CPU than the rest of a
+    write): inside a JSON string every quote is escaped, so ``"name":`` followed
+    by an unescaped quote or a digit can only be a key.
+    """
+    key = f'"{name}":'
+    at = line.find(key)
+    while at >= 0:
+        at += len(key)
+        while at < len(line) and line[at] == " ":
+            at += 1
+        if line.startswith('"', at):
+            end = at + 1
+            while end < len(line) and line[end] != '"':
+                end += 2 if line[end] == "\\" else 1
+            yield line[at + 1 : end].replace('\\"', '"').replace("\\/", "/").replace("\\\\", "\\")
+        else:
+            end = at
+            while end < len(line) and (line[end].isdigit() or line[end] in ".-"):
+                end += 1
+            if end > at:
+                yield float(line[at:end])
+        at = line.find(key, end)
+
+
 def read_queue(classify: Classifier, now: float) -> dict:
     returncode, out = _run(["postqueue", "-j"])
     counts = dict.fromkeys(QUEUES, 0)
     reasons: dict[str, int] = {}
     oldest = None
-    if out.strip():
-        import json
     for line in out.splitlines():
         if not line.strip():
             continue
-        entry = json.loads(line)
-        queue = entry.get("queue_name", "incoming")
+        queue = next(_json_values(line, "queue_name"), "incoming")
         counts[queue] = counts.get(queue, 0) + 1
-        arrival = entry.get("arrival_time")
-        if isinstance(arrival, int | float) and (oldest is None or arrival < oldest):
+        arrival = next(_json_values(line, "arrival_time"), None)
+        if arrival is not None and (oldest is None or arrival < oldest):
             oldest = arrival
         if queue == "deferred":
-            names = {classify(r["delay_reason"]) for r in entry.get("recipients", []) if r.get("delay_reason")}
+            names = {classify(reason) for reason in _json_values(line, "delay_reason") if reason}
             for name in names:
                 reasons[name] = reasons.get(name, 0) + 1
     return {
@@ -315,7 +349,7 @@ def _locked_run(config_path: str, own_path: str) -> dict:
     config = state["config"]
     if config is None:
         sys.exit(f"postfix_relay-metrics: cannot read {config_path}; apply the postfix_relay state again")
-    classify = Classifier(config["reason_classes"])
+    classify = Classifier(config["reason_classes"], state.setdefault("reason_cache", {}))
     state_path = config["state_file"]
     now = time.time()
     log = next((p for p in MAIL_LOGS if os.path.exists(p)), None)
@@ -327,7 +361,8 @@ def _locked_run(config_path: str, own_path: str) -> dict:
         _atomic_write(config["textfile"], render(config, state, snapshot, classes))
     state.update(snapshot, written_at=now, interval=config.get("interval", 30))
     _atomic_write(own_path, "", mode=0o600, data=marshal.dumps(state))
-    _atomic_write(state_path, _json({k: v for k, v in state.items() if k not in ("config", "config_mtime")}))
+    private = ("config", "config_mtime", "reason_cache")
+    _atomic_write(state_path, _json({k: v for k, v in state.items() if k not in private}))
     return state
 
 
