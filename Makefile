@@ -10,13 +10,14 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check lint unit render integration fleet faults operations environments monitoring soak bench demo demo-down host venv clean-containers help
+.PHONY: test check containers lint unit render integration fleet faults operations environments monitoring soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
 	@echo "make demo-down    remove the demo"
 	@echo "make test         lint, unit, render and container tests (what CI runs)"
 	@echo "make check        lint, unit and render tests only (no containers)"
+	@echo "make containers   every container suite, SUITE_JOBS (3) at a time, one log each in .test-logs/"
 	@echo "make integration  the kitchen.yml matrix in systemd containers"
 	@echo "make fleet        salt-master + minions + Django end to end"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
@@ -24,7 +25,17 @@ help:
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; fleet converge"
 
-test: check integration fleet operations environments faults monitoring
+test: check containers
+
+# The container suites run side by side (SUITE_JOBS at a time, longest first): each has its
+# own containers, and their waits (retry schedules, restarts) overlap.  One log per suite in
+# .test-logs/; `make <suite>` runs one alone.
+CONTAINER_SUITES ?= faults integration environments fleet operations monitoring
+SUITE_JOBS       ?= 3
+containers: venv host
+	@echo "==> minion images (built once, then reused; the suites below only read them)"
+	@$(PY) -m harness.images
+	@$(PY) -m harness.parallel --jobs $(SUITE_JOBS) $(CONTAINER_SUITES)
 
 check: lint unit render
 

@@ -59,6 +59,14 @@ DEFAULT_PORT = 587
 DEFAULT_CONCURRENCY = 10
 # Ports that mean implicit TLS (TLS from the first byte) for a custom host.
 IMPLICIT_PORTS = (465, 2465)
+# A route whose TLS mode differs from the main route's is delivered by a clone of
+# Postfix's smtp transport (master.cf) with that mode's -o setting; main.cf's own
+# smtp_tls_wrappermode stays the main route's.  One clone per mode, shared by the
+# routes that speak it; a clone no route uses is removed.
+ROUTE_TRANSPORTS = {
+    IMPLICIT: ("postfix_relay_implicit", {"smtp_tls_wrappermode": "yes"}),
+    STARTTLS: ("postfix_relay_starttls", {"smtp_tls_wrappermode": "no"}),
+}
 
 # --------------------------------------------------------------------------
 # CATALOGUE: providers.  The one place that knows each provider.
@@ -852,7 +860,11 @@ def resolve(
                 {
                     "senders": r["senders"],
                     "provider": r["provider"],
+                    "host": r["host"],
+                    "port": r["port"],
+                    "tls": r["tls"],
                     "nexthop": r["nexthop"],
+                    "transport": r["transport"],
                     "username": _shown(r["username"], r["password"]),
                 }
                 for r in routes
@@ -995,13 +1007,9 @@ def _resolve_routes(errors: _Errors, raw: Any, main_tls: str | None) -> list[dic
         route = _resolve_route(scope, item)
         if route is None:
             continue
-        if main_tls is not None and route["tls"] is not None and route["tls"] != main_tls:
-            scope.add(
-                "tls",
-                f"is {route['tls']} but the main route uses {main_tls}: Postfix applies one TLS mode "
-                "to every relay; pick ports with the same mode",
-            )
-        out.append({**route, "senders": [s.lower() for s in senders], "index": index})
+        # The main route's mode is main.cf's; a route in the other mode gets its own transport.
+        transport = "smtp" if route["tls"] in (None, main_tls) else ROUTE_TRANSPORTS[route["tls"]][0]
+        out.append({**route, "senders": [s.lower() for s in senders], "index": index, "transport": transport})
     return out
 
 
@@ -1109,6 +1117,16 @@ def _feature_params(
                     "sender_dependent_relayhost_maps": f"{db_type}:{paths['sender_relay']}",
                     "smtp_sender_dependent_authentication": "yes",
                 },
+            }
+        )
+    if any(r["transport"] != "smtp" for r in routes):
+        out.append(
+            {
+                "comment": (
+                    "Routes in another TLS mode than the main route: their senders use a clone of the "
+                    "smtp transport (master.cf) with that mode; the next hop still comes from sender_relay"
+                ),
+                "params": {"sender_dependent_default_transport_maps": f"{db_type}:{paths['sender_transport']}"},
             }
         )
     if senders:
@@ -1367,6 +1385,8 @@ def _base(osd: Mapping[str, Any], myhostname: str) -> dict[str, Any]:
             "master_pid": "/var/spool/postfix/pid/master.pid",
             "sender_relay": f"{CONFIG_DIR}/sender_relay",
             "sender_relay_db": f"{CONFIG_DIR}/sender_relay" + DB_SUFFIX[db_type],
+            "sender_transport": f"{CONFIG_DIR}/sender_transport",
+            "sender_transport_db": f"{CONFIG_DIR}/sender_transport" + DB_SUFFIX[db_type],
             "sender_canonical": f"{CONFIG_DIR}/sender_canonical",
             "redirect_recipients": f"{CONFIG_DIR}/redirect_recipients",
             "redirect_headers": f"{CONFIG_DIR}/redirect_headers",
@@ -1521,7 +1541,32 @@ def _assemble(base: dict[str, Any], mode: str, sections: list[dict], features: M
         }
     )
     out["files"] = _files(out)
+    out["master_cf_services"] = _master_cf_services(out)
     out["queue_actions"] = _queue_actions(out)
+    return out
+
+
+def _master_cf_services(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The per-route transports in master.cf, each present or absent, edited with ``postconf -M``.
+
+    ``entry`` is the line as ``postconf -M`` prints it with runs of blanks squeezed
+    (the idempotency check compares the two).  chroot ``n``: the clone reads the
+    CA files, /etc/hosts and resolv.conf where the OS keeps them.
+    """
+    used = {r["transport"] for r in s["routes"]}
+    out = []
+    for mode, (name, options) in ROUTE_TRANSPORTS.items():
+        service = f"{name}/unix"
+        opts = " ".join(f"-o {k}={v}" for k, v in options.items())
+        out.append(
+            {
+                "id": name,
+                "service": service,
+                "tls": mode,
+                "present": name in used,
+                "entry": f"{name} unix - - n - - smtp {opts}",
+            }
+        )
     return out
 
 
@@ -1614,6 +1659,15 @@ def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "postmap",
                 template="sender_relay.jinja",
                 context={"routes": s["routes"]},
+            ),
+            *_map(
+                "sender_transport",
+                paths["sender_transport"],
+                any(r["transport"] != "smtp" for r in s["routes"]),
+                db_type,
+                "postmap",
+                template="sender_transport.jinja",
+                context={"routes": [r for r in s["routes"] if r["transport"] != "smtp"]},
             ),
             _file(
                 "sender_canonical",
@@ -1714,6 +1768,8 @@ CLEAN_REMOVES = (
     "sasl_passwd_db",
     "sender_relay",
     "sender_relay_db",
+    "sender_transport",
+    "sender_transport_db",
     "sender_canonical",
     "redirect_recipients",
     "redirect_headers",
@@ -2178,6 +2234,7 @@ def status():
         if last:
             break
     out = {"relayhost": _cmd("postconf", "-h", "relayhost").strip(), "last_delivery": last}
+    out.update(_live_routes())
     entries = _queue_entries()
     out.update(summarize_queue(entries))
     out.update(reason_classes(entries, out))
@@ -2199,6 +2256,33 @@ def reason_classes(entries: list[dict], summary: Mapping[str, Any]) -> dict[str,
     if last and last.get("status") == "deferred":
         last["class"] = classify_reason(last["reason"])
     return {"deferred_by_reason": by_class}
+
+
+def _table_lines(param: str) -> list[list[str]]:
+    """``key value`` lines of the source file of the map main.cf names in ``param`` (none: [])."""
+    value = _cmd("postconf", "-h", param).strip()
+    if ":" not in value:
+        return []
+    path = value.split(":", 1)[1]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return []
+    return [line.split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _live_routes() -> dict[str, Any]:
+    """The main route's TLS mode and each routed sender's relay and TLS mode, as Postfix is configured now."""
+    wrapper = _cmd("postconf", "-h", "smtp_tls_wrappermode").strip() == "yes"
+    main_tls = IMPLICIT if wrapper else STARTTLS
+    mode_of = {name: mode for mode, (name, _options) in ROUTE_TRANSPORTS.items()}
+    transports = dict(_table_lines("sender_dependent_default_transport_maps"))
+    routes = [
+        {"sender": sender, "relay": relay, "tls": mode_of.get(transports.get(sender, ""), main_tls)}
+        for sender, relay in _table_lines("sender_dependent_relayhost_maps")
+    ]
+    return {"tls": main_tls, "routes": routes}
 
 
 def send_test(to, sender=None, timeout=60, subject="postfix_relay test message"):

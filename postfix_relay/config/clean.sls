@@ -6,8 +6,9 @@
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
-{%- from tplroot ~ "/config/files.jinja" import file_states %}
+{%- from tplroot ~ "/config/files.jinja" import file_states, master_cf_states %}
 {{ file_states(postfix_relay, tplroot, 'postfix_relay-config-clean') }}
+{{ master_cf_states(postfix_relay, 'postfix_relay-config-clean') }}
 
 {#- tlsproxy was enabled for TLS connection reuse only: comment it out again. #}
 postfix_relay-config-clean-file-replace-master_cf-tlsproxy:

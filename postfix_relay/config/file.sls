@@ -6,7 +6,7 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_package_install = tplroot ~ '.package.install' %}
 {%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
-{%- from tplroot ~ "/config/files.jinja" import file_states %}
+{%- from tplroot ~ "/config/files.jinja" import file_states, master_cf_states %}
 
 include:
   - {{ sls_package_install }}
@@ -42,3 +42,4 @@ postfix_relay-config-cmd-run-check-tls_ca_file:
       - file: postfix_relay-config-file-managed-main_cf
 {%- endif %}
 {{ file_states(postfix_relay, tplroot, 'postfix_relay-config', 'postfix_relay-package-pkg-installed-postfix', 'config') }}
+{{ master_cf_states(postfix_relay, 'postfix_relay-config', 'postfix_relay-package-pkg-installed-postfix') }}

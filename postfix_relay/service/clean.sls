@@ -14,4 +14,4 @@ postfix_relay-service-clean-cmd-run-reload:
     - name: postfix reload
     - onlyif: postfix status
     - onchanges:
-      - file: postfix_relay-config-clean-file-managed-main_cf
+      - sls: {{ sls_config_clean }}

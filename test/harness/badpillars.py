@@ -307,13 +307,15 @@ BAD_PILLARS = [
         ["postfix_relay:routes:0:password is required"],
     ),
     (
-        "route-tls-mismatch",
+        "route-tls-contradicts-port",
         {
             "provider": "sendgrid",
             "password": "x",
-            "routes": [{"senders": ["@m.example.com"], "provider": "sendgrid", "password": "y", "port": 465}],
+            "routes": [
+                {"senders": ["@m.example.com"], "provider": "sendgrid", "password": "y", "port": 465, "tls": "starttls"}
+            ],
         },
-        ["postfix_relay:routes:0:tls is implicit but the main route uses starttls"],
+        ["postfix_relay:routes:0:tls is starttls but sendgrid port 465 speaks implicit"],
     ),
     (
         "route-duplicate-sender",

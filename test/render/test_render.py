@@ -262,6 +262,8 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/sasl_passwd.db",
         "/etc/postfix/sender_relay",
         "/etc/postfix/sender_relay.db",
+        "/etc/postfix/sender_transport",
+        "/etc/postfix/sender_transport.db",
         "/etc/postfix/sender_canonical",
         "/etc/postfix/redirect_recipients",
         "/etc/postfix/redirect_headers",
@@ -278,6 +280,12 @@ def test_clean_renders_without_pillar(tmp_path):
         "/var/lib/postfix_relay",
         "/etc/postfix/postfix_relay.beacon",
     }
+    # The per-route transports leave master.cf too.
+    removed = {
+        res.data[f"postfix_relay-config-clean-cmd-run-master_cf-{n}"]["cmd"][0]["name"]
+        for n in ("postfix_relay_implicit", "postfix_relay_starttls")
+    }
+    assert removed == {"postconf -MX postfix_relay_implicit/unix", "postconf -MX postfix_relay_starttls/unix"}
     # The timer stops, then the textfile goes, then the collector and its units.
     remove = res.data["postfix_relay-monitoring-clean-cmd-run-remove-textfile"]["cmd"]
     assert {"require": [{"service": "postfix_relay-monitoring-clean-service-dead-timer"}]} in remove
@@ -413,3 +421,30 @@ def test_monitoring_on_renders_collector_timer_and_beacon(tmp_path):
     assert "postfix_relay-monitoring-beacon-absent" not in show.data
     directory = _state_args(show, "postfix_relay-monitoring-file-directory-textfile")
     assert directory["name"] == "/var/lib/prometheus/node-exporter"
+
+
+def test_route_in_another_tls_mode_renders_its_transport(tmp_path):
+    pillar = {
+        **PILLARS["sendgrid"][0],
+        "routes": [
+            {"senders": ["@mg.example.com"], "provider": "mailgun", "username": "u", "password": SECRET, "port": 465}
+        ],
+    }
+    minion = LocalMinion(tmp_path, DEBIAN12, pillar)
+    show = minion.show_sls()
+    assert show.returncode == 0, show.stdout
+    assert SECRET not in show.stdout
+    add = _state_args(show, "postfix_relay-config-cmd-run-master_cf-postfix_relay_implicit")
+    entry = "postfix_relay_implicit unix - - n - - smtp -o smtp_tls_wrappermode=yes"
+    assert add["name"] == f"postconf -M 'postfix_relay_implicit/unix={entry}'"
+    assert add["unless"].endswith(f"= '{entry}'")
+    # Added before main.cf names it; the unused clone is removed after main.cf forgets it.
+    assert {next(iter(r.values())) for r in add["require_in"]} == {"postfix_relay-config-file-managed-main_cf"}
+    drop = _state_args(show, "postfix_relay-config-cmd-run-master_cf-postfix_relay_starttls")
+    assert drop["name"] == "postconf -MX postfix_relay_starttls/unix"
+    assert {next(iter(r.values())) for r in drop["require"]} == {"postfix_relay-config-file-managed-main_cf"}
+    transport = minion.render_state(show, "postfix_relay-config-file-managed-sender_transport")
+    assert transport.splitlines()[1:] == ["@mg.example.com postfix_relay_implicit"]
+    cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
+    assert _param(cf, "sender_dependent_default_transport_maps") == "hash:/etc/postfix/sender_transport"
+    assert _param(cf, "smtp_tls_wrappermode") is None

@@ -529,6 +529,61 @@ def test_routes_maps_and_credentials():
     assert SECRET not in repr(s) and "'tok'" not in repr(s)
 
 
+def _mixed(main_port: int, route_port: int) -> dict:
+    return {
+        "provider": "sendgrid",
+        "password": "main-key",
+        "port": main_port,
+        "routes": [
+            {
+                "senders": ["@mg.example.com"],
+                "provider": "mailgun",
+                "username": "u",
+                "password": "mg",
+                "port": route_port,
+            },
+            {"senders": ["@sg.example.com"], "provider": "sendgrid", "password": "sg2", "port": main_port},
+        ],
+    }
+
+
+@pytest.mark.parametrize(("main_port", "route_port", "route_tls"), [(587, 465, "implicit"), (465, 587, "starttls")])
+def test_route_in_another_tls_mode_gets_its_own_transport(main_port, route_port, route_tls):
+    s = resolve(_mixed(main_port, route_port))
+    clone = f"postfix_relay_{route_tls}"
+    # The main route's mode stays main.cf's; only the other mode's senders go through the clone.
+    assert s["main_cf"].get("smtp_tls_wrappermode", "no") == ("yes" if main_port == 465 else "no")
+    assert s["main_cf"]["sender_dependent_default_transport_maps"] == "hash:/etc/postfix/sender_transport"
+    assert s["main_cf"]["sender_dependent_relayhost_maps"] == "hash:/etc/postfix/sender_relay"
+    assert render_file(s, "sender_transport").splitlines()[1:] == [f"@mg.example.com {clone}"]
+    assert render_file(s, "sender_relay").splitlines()[1:] == [
+        f"@mg.example.com [smtp.mailgun.org]:{route_port}",
+        f"@sg.example.com [smtp.sendgrid.net]:{main_port}",
+    ]
+    services = {x["id"]: x for x in s["master_cf_services"]}
+    assert services[clone]["present"] and sum(x["present"] for x in services.values()) == 1
+    wrapper = "yes" if route_tls == "implicit" else "no"
+    assert services[clone]["entry"] == f"{clone} unix - - n - - smtp -o smtp_tls_wrappermode={wrapper}"
+    shown = {r["senders"][0]: (r["tls"], r["port"], r["transport"]) for r in s["routes"]}
+    assert shown == {
+        "@mg.example.com": (route_tls, route_port, clone),
+        "@sg.example.com": ("implicit" if main_port == 465 else "starttls", main_port, "smtp"),
+    }
+    compiled = [f["compile"]["command"] for f in s["files"] if f["present"] and f["compile"]]
+    assert "postmap hash:/etc/postfix/sender_transport" in compiled
+
+
+def test_no_clone_transport_unless_a_route_needs_one():
+    for pillar in (BASE["sendgrid"], OPS, {"enabled": False}, {**_mixed(587, 465), "enabled": False}):
+        s = resolve(pillar)
+        assert not any(x["present"] for x in s["master_cf_services"])
+        assert "sender_dependent_default_transport_maps" not in s["main_cf"]
+        assert not next(f for f in s["files"] if f["id"] == "sender_transport")["present"]
+    clean = pfr.resolve_clean(_mixed(587, 465), DEBIAN12)
+    assert not any(x["present"] for x in clean["master_cf_services"])
+    assert "/etc/postfix/sender_transport" in {f["path"] for f in clean["files"] if not f["present"]}
+
+
 def test_no_optional_feature_no_extra_parameters():
     cf = main_cf(BASE["sendgrid"])
     assert not {"sender_canonical_maps", "sender_dependent_relayhost_maps"} & set(cf)

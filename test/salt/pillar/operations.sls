@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=yaml
 # Operations suite: Postmark for everything, SendGrid for marketing senders,
-# local users rewritten to a verified sender, root's mail forwarded.
+# Mailgun over implicit TLS for @mg.example.com, local users rewritten to a
+# verified sender, root's mail forwarded.
 ---
 postfix_relay:
   provider: postmark
@@ -16,6 +17,13 @@ postfix_relay:
         - '@marketing.example.com'
       provider: sendgrid
       password: 'SG.ops-route-Wk2.sendgrid-marketing-key-19'
+    # Implicit TLS (465) beside the STARTTLS main route: its own smtp transport.
+    - senders:
+        - '@mg.example.com'
+      provider: mailgun
+      username: postmaster@mg.example.com
+      password: 'mg-ops-route-implicit-key-7c1e'
+      port: 465
   main_cf:
     # Tests only: resolve the providers through /etc/hosts (the fake providers).
     smtp_host_lookup: native
