@@ -13,14 +13,18 @@
 {%- set script = mfiles | selectattr('id', 'equalto', 'monitoring_script') | map(attribute='path') | first %}
 {%- set config = mfiles | selectattr('id', 'equalto', 'monitoring_config') | map(attribute='path') | first %}
 {%- set marker = mfiles | selectattr('id', 'equalto', 'monitoring_beacon_marker') | map(attribute='path') | first %}
+{%- set timer_unit = mfiles | selectattr('id', 'equalto', 'monitoring_timer') | map(attribute='path') | first %}
 
 include:
   - {{ sls_config_clean }}
 
+{#- Only where the formula installed the timer: elsewhere service.dead says "would
+    have been stopped" (result None) under test=True on a converged minion. #}
 {{ prefix }}-service-dead-timer:
   service.dead:
     - name: postfix_relay-metrics.timer
     - enable: False
+    - onlyif: test -e {{ timer_unit }}
 
 {#- After the timer (a tick could write it again); a run in progress is stopped too. #}
 {{ prefix }}-cmd-run-remove-textfile:

@@ -251,3 +251,8 @@ def test_monitoring_off_removes_timer_files_and_textfile(relay):
     assert relay.c.exec("systemctl", "is-active", "postfix_relay-metrics.timer", check=False).stdout.strip() != "active"
     rc, out = relay.apply()
     assert rc == 0 and relay.changed() == set(), relay.changed()
+    # test=True on this converged minion: nothing would change (kitchen's dry run asserts the same).
+    rc, out = relay.apply("test=True")
+    assert rc == 0, out[-3000:]
+    would = sorted(r["__id__"] for r in relay.last_states.values() if r.get("result") is None)
+    assert would == [], would
