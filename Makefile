@@ -10,7 +10,7 @@ STAMP        := $(VENV)/.installed-$(shell sha256sum test/requirements.txt | cut
 export PYTHONPATH := $(CURDIR)/test
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test check containers lint unit render integration integration-full fleet ssh faults operations environments soak bench demo demo-down host venv clean-containers help
+.PHONY: test check containers lint unit render integration integration-full fleet ssh faults monitoring operations environments soak bench demo demo-down host venv clean-containers help
 
 help:
 	@echo "make demo         master + web + worker + fake provider: apply, send with Django, report"
@@ -23,6 +23,7 @@ help:
 	@echo "make fleet        salt-master + minions + Django end to end (on every Salt version)"
 	@echo "make ssh          salt-ssh web1 state.apply postfix_relay against a fresh sshd container"
 	@echo "make faults       outages, TLS faults, restarts, bad pillar and secret searches (part of make test)"
+	@echo "make monitoring   textfile metrics through an outage and recovery, CPU per write, beacon on a master (part of make test)"
 	@echo "make soak         the same with 10,000 messages flowing during a re-apply (not in make test)"
 	@echo "make bench        relay throughput and handshakes vs direct and vs SendGrid's guide; Django send_mail()"
 	@echo "                  latency and arrival rate over a round-trip time (RTT=40,100 ms); fleet converge"
@@ -32,7 +33,7 @@ test: check containers
 # The container suites run side by side (SUITE_JOBS at a time, longest first): each has its
 # own containers, and their waits (retry schedules, restarts) overlap.  One log per suite in
 # .test-logs/; `make <suite>` runs one alone.
-CONTAINER_SUITES ?= integration faults fleet environments ssh operations
+CONTAINER_SUITES ?= integration faults fleet environments monitoring ssh operations
 SUITE_JOBS       ?= 3
 containers: venv host
 	@echo "==> minion images of the default Salt (built once, then reused; a suite that needs another builds it, once)"
@@ -97,6 +98,10 @@ operations: venv host
 environments: venv host
 	@echo "==> environments: staging redirect (new and queued mail), relaying disabled (hold, release once)"
 	$(PY) -m pytest -q -p no:cacheprovider test/environments
+
+monitoring: venv host
+	@echo "==> monitoring: Prometheus textfile through an outage and recovery, CPU per write, the beacon on a master"
+	$(PY) -m pytest -q -p no:cacheprovider -s test/monitoring
 
 soak: venv host
 	@echo "==> soak: the faults suite with a 10,000-message flow during a re-apply"

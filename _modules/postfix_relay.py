@@ -298,6 +298,7 @@ PILLAR_KEYS = {
     "routes": "extra providers chosen by sender: list of {senders, provider, password, ...}",
     "redirect_all_to": "staging: every message goes to these address(es) instead of its recipients",
     "enabled": "false: relay nothing, hold every message until enabled again",
+    "monitoring": "relay health: {textfile: PATH.prom, interval: SECONDS, beacon: {...}} (off when absent)",
 }
 
 _HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -873,6 +874,7 @@ def resolve(
                 "which this parameter would bypass or contradict), even in allow_unsafe_overrides",
             )
     django_env = _resolve_django_env(errors, pillar.get("django_env"))
+    monitoring = _resolve_monitoring(errors, pillar.get("monitoring"))
     pacing = _resolve_pacing(errors, name, preset, pillar)
     if django_env and django_env["mode"] == "direct" and pillar.get("redirect_all_to") is not None:
         errors.add(
@@ -940,6 +942,7 @@ def resolve(
             "root_alias": root_alias,
             "redirect_all_to": redirect,
             "redirect_recipients": _redirect_rules(redirect),
+            "monitoring": monitoring,
         },
     )
 
@@ -1245,6 +1248,7 @@ def _resolve_disabled(
     # The staging redirect is a safety setting: it stays on while relaying is off, so mail
     # queued now is redirected at submission and cannot reach a customer when relaying resumes.
     redirect = _resolve_redirect(errors, pillar.get("redirect_all_to"))
+    monitoring = _resolve_monitoring(errors, pillar.get("monitoring"))
     errors.raise_if_any()
     if env is None and recorded_env is not None:
         env = {**recorded_env, "mode": "relay"}
@@ -1281,6 +1285,7 @@ def _resolve_disabled(
             "django_env_absent": _stale_env(recorded_env, env),
             "redirect_all_to": redirect,
             "redirect_recipients": _redirect_rules(redirect),
+            "monitoring": monitoring,
         },
     )
 
@@ -1594,6 +1599,7 @@ FEATURE_DEFAULTS: dict[str, Any] = {
     "redirect_recipients": [],
     "django_env": None,
     "django_env_absent": [],
+    "monitoring": None,
 }
 
 
@@ -1848,6 +1854,7 @@ def _files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
         if entry["id"] == "record" or (mode == "clean" and entry["id"] == "django_env_record"):
             entry["requires"] = [f"file-absent-{x['id']}" for x in stale] + (["file-managed-env"] if env else [])
     files += stale
+    files += _monitoring_files(s)
     return files
 
 
@@ -1933,6 +1940,188 @@ def _chained(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if action["prereq"] is None:
             after = action["id"]
     return actions
+
+
+# --------------------------------------------------------------------------
+# VALIDATION and DERIVATION: monitoring (pillar postfix_relay:monitoring).  One
+# collector, postfix_relay-metrics (a stdlib script run by a systemd timer, not
+# Salt: a salt-call costs seconds of CPU), writes the Prometheus textfile and a
+# state file; the beacon (_beacons/postfix_relay.py) reads that state file.  The
+# script gets the reason classes (REASON_CLASSES, OPERATIONS) through its config.
+# --------------------------------------------------------------------------
+MONITORING_KEYS = {
+    "textfile": "absolute path of the .prom file node_exporter's textfile collector reads",
+    "interval": "seconds between two writes (5-3600, default 30)",
+    "beacon": "Salt beacon on the event bus: {interval, deferred, oldest_age} (see README)",
+}
+BEACON_KEYS = {
+    "interval": "seconds between two beacon checks (5-3600, default: monitoring:interval)",
+    "deferred": "messages: fire when at least this many are deferred (1-1000000, default 1)",
+    "oldest_age": "seconds: fire when a queued message is older (60-8640000, default 900)",
+}
+MONITORING_DEFAULTS = {"interval": 30, "beacon": {"deferred": 1, "oldest_age": 900}}
+METRICS_NAME = "postfix_relay-metrics"
+MONITORING_PATHS = {
+    "script": f"/usr/local/sbin/{METRICS_NAME}",
+    "config": f"{CONFIG_DIR}/postfix_relay.monitoring.json",
+    "service": f"/etc/systemd/system/{METRICS_NAME}.service",
+    "timer": f"/etc/systemd/system/{METRICS_NAME}.timer",
+    "state_dir": "/var/lib/postfix_relay",
+    "state": "/var/lib/postfix_relay/metrics.json",
+    # Written by the formula while the beacon is configured: switching it off removes it from the minion.
+    "beacon_marker": f"{CONFIG_DIR}/postfix_relay.beacon",
+}
+
+
+def _bounded_int(errors: _Errors, key: str, value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        errors.add(key, f"must be an integer from {low} to {high}, got {value!r}")
+        return None
+    return value
+
+
+def _resolve_monitoring(errors: _Errors, raw: Any) -> dict[str, Any] | None:
+    """``monitoring``: textfile metrics and/or the beacon; None (off) when the key is absent."""
+    if raw is None:
+        return None
+    scope = errors.scoped("monitoring:")
+    if not isinstance(raw, Mapping) or not ({"textfile", "beacon"} & set(raw)):
+        errors.add(
+            "monitoring",
+            f"must be a mapping with textfile and/or beacon (e.g. textfile: "
+            f"/var/lib/prometheus/node-exporter/postfix_relay.prom), got {raw!r}",
+        )
+        return None
+    for key in raw:
+        if key not in MONITORING_KEYS:
+            scope.add(
+                str(key), f"is not a known key{_suggest(key, MONITORING_KEYS)}; known: {', '.join(MONITORING_KEYS)}"
+            )
+    textfile = raw.get("textfile")
+    if textfile is not None and (
+        not isinstance(textfile, str) or not _ABS_PATH_RE.fullmatch(textfile) or not textfile.endswith(".prom")
+    ):
+        scope.add(
+            "textfile",
+            "must be the absolute path of a file ending in .prom (node_exporter's textfile collector reads only "
+            f"*.prom) such as /var/lib/prometheus/node-exporter/postfix_relay.prom, got {textfile!r}",
+        )
+        textfile = None
+    interval = _bounded_int(scope, "interval", raw.get("interval", MONITORING_DEFAULTS["interval"]), 5, 3600)
+    beacon = _resolve_beacon(scope, raw.get("beacon"), interval)
+    return {"textfile": textfile, "interval": interval, "beacon": beacon, "paths": dict(MONITORING_PATHS)}
+
+
+def _resolve_beacon(errors: _Errors, raw: Any, interval: int | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        errors.add("beacon", f"must be a mapping ({', '.join(BEACON_KEYS)}) or true, got {raw!r}")
+        return None
+    scope = errors.scoped("beacon:")
+    for key in raw:
+        if key not in BEACON_KEYS:
+            scope.add(str(key), f"is not a known key{_suggest(key, BEACON_KEYS)}; known: {', '.join(BEACON_KEYS)}")
+    defaults = MONITORING_DEFAULTS["beacon"]
+    return {
+        "interval": _bounded_int(scope, "interval", raw.get("interval", interval or 30), 5, 3600),
+        "deferred": _bounded_int(scope, "deferred", raw.get("deferred", defaults["deferred"]), 1, 1000000),
+        "oldest_age": _bounded_int(scope, "oldest_age", raw.get("oldest_age", defaults["oldest_age"]), 60, 8640000),
+        "state_file": MONITORING_PATHS["state"],
+    }
+
+
+def _monitoring_config(s: Mapping[str, Any]) -> str:
+    """The collector's config file: paths, the info labels and the reason classes; never a secret."""
+    import json
+
+    mon = s["monitoring"]
+    relay = s.get("relay") or {}
+    config = {
+        "textfile": mon["textfile"],
+        "interval": mon["interval"],
+        "state_file": mon["paths"]["state"],
+        "info": {
+            "provider": s.get("provider") or "",
+            "relayhost": s["main_cf"].get("relayhost", ""),
+            "tls": relay.get("tls") or "",
+            "enabled": "true" if s["enabled"] else "false",
+        },
+        "reason_classes": [list(rule) for rule in REASON_CLASSES],
+    }
+    return json.dumps(config, indent=1, sort_keys=True)
+
+
+def _monitoring_units(mon: Mapping[str, Any]) -> tuple[str, str]:
+    paths = mon["paths"]
+    # ReadWritePaths: the textfile's directory must exist (node_exporter's package creates it).
+    writable = " ".join(sorted({paths["state_dir"], *([mon["textfile"].rsplit("/", 1)[0]] if mon["textfile"] else [])}))
+    service = "\n".join(
+        [
+            "# Managed by Salt (postfix_relay:monitoring)",
+            "[Unit]",
+            "Description=postfix_relay: relay metrics for node_exporter and the Salt beacon",
+            "After=postfix.service",
+            "",
+            "[Service]",
+            "Type=oneshot",
+            f"ExecStart=/usr/bin/python3 -IS {paths['script']} --config={paths['config']}",
+            "StateDirectory=postfix_relay",
+            "StateDirectoryMode=0755",
+            "UMask=0022",
+            "Nice=10",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            f"ReadWritePaths={writable}",
+            "ProtectHome=yes",
+            "PrivateTmp=yes",
+        ]
+    )
+    timer = "\n".join(
+        [
+            "# Managed by Salt (postfix_relay:monitoring)",
+            "[Unit]",
+            "Description=postfix_relay: write the relay metrics every "
+            f"{mon['interval']} seconds (postfix_relay:monitoring:interval)",
+            "",
+            "[Timer]",
+            "OnActiveSec=1s",
+            f"OnUnitActiveSec={mon['interval']}s",
+            "AccuracySec=1s",
+            "",
+            "[Install]",
+            "WantedBy=timers.target",
+        ]
+    )
+    return service, timer
+
+
+def _monitoring_files(s: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The collector and its units (SLS ``monitoring``); absent while monitoring is off and in clean mode."""
+    mon = s.get("monitoring")
+    paths = MONITORING_PATHS
+    if mon is None:
+        return [
+            _file(f"monitoring_{k}", paths[k], False, sls="monitoring")
+            for k in ("timer", "service", "script", "config", "state_dir", "beacon_marker")
+        ]
+    service, timer = _monitoring_units(mon)
+    beacon = mon["beacon"]
+    return [
+        _file("monitoring_script", paths["script"], source=f"{METRICS_NAME}.py", mode="0755", sls="monitoring"),
+        _file("monitoring_config", paths["config"], contents=_monitoring_config(s), sls="monitoring"),
+        _file("monitoring_service", paths["service"], contents=service, sls="monitoring"),
+        _file("monitoring_timer", paths["timer"], contents=timer, sls="monitoring"),
+        _file(
+            "monitoring_beacon_marker",
+            paths["beacon_marker"],
+            beacon is not None,
+            contents="# postfix_relay: the beacon is configured (postfix_relay:monitoring:beacon)",
+            sls="monitoring",
+        ),
+    ]
 
 
 # --------------------------------------------------------------------------
@@ -2166,6 +2355,47 @@ def map_is_current(source, db_type="hash"):
 # --------------------------------------------------------------------------
 # OPERATIONS: inspect and test the relay from the master
 # --------------------------------------------------------------------------
+# Why Postfix deferred a delivery, from the text of ``status=deferred (...)`` or a
+# queue entry's ``delay_reason``: first match wins, anything else is ``other``.  The
+# one copy: postfix_relay.status uses it here, the metrics collector gets it in its
+# config file (postfix_relay.monitoring.json).  ``rejected``: a 5xx that soft_bounce
+# kept in the queue (an unverified SES sender, a suspended account).
+REASON_CLASSES = (
+    (
+        "auth",
+        r"SASL authentication failed|no mechanism available|No worthy mechs"
+        r"|authentication (?:required|failed|credentials invalid)|said: 53[05]\b",
+    ),
+    (
+        "tls",
+        r"\bTLS\b|STARTTLS|certificate|handshake|\bSSL\b",
+    ),
+    (
+        "connect",
+        r"connect to |Connection (?:refused|timed out|reset)|lost connection|timed out"
+        r"|Network is unreachable|No route to host|Host or domain name not found|Name service error",
+    ),
+    (
+        "throttled",
+        r"said: 4\d\d\b|throttl|rate limit|too many|try again later",
+    ),
+    (
+        "rejected",
+        r"said: 5\d\d\b",
+    ),
+)
+REASON_NAMES = (*(name for name, _ in REASON_CLASSES), "other")
+_REASON_RES = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in REASON_CLASSES]
+
+
+def classify_reason(text: str) -> str:
+    """The reason class of a deferral text: connect | tls | auth | throttled | rejected | other."""
+    for name, pattern in _REASON_RES:
+        if pattern.search(text or ""):
+            return name
+    return "other"
+
+
 _STATUS_RE = re.compile(
     r"(?P<queue_id>[0-9A-Za-z]+): to=<(?P<to>[^>]*)>,.*? relay=(?P<relay>[^,]+),.*? "
     r"status=(?P<status>sent|deferred|bounced|expired) \((?P<reason>.*)\)$"
@@ -2232,8 +2462,27 @@ def status():
             break
     out = {"relayhost": _cmd("postconf", "-h", "relayhost").strip(), "last_delivery": last}
     out.update(_live_routes())
-    out.update(summarize_queue(_queue_entries()))
+    entries = _queue_entries()
+    out.update(summarize_queue(entries))
+    out.update(reason_classes(entries, out))
     return out
+
+
+def reason_classes(entries: list[dict], summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The reason classes of the metrics (``postfix_relay_deferrals_total{reason}``) in ``status``:
+    deferred messages per class, a ``class`` on each common reason and on a deferred last delivery."""
+    by_class = dict.fromkeys(REASON_NAMES, 0)
+    for entry in entries:
+        if entry.get("queue_name") == "deferred":
+            found = {classify_reason(r["delay_reason"]) for r in entry.get("recipients", []) if r.get("delay_reason")}
+            for name in found:
+                by_class[name] += 1
+    for item in summary.get("deferral_reasons", []):
+        item["class"] = classify_reason(item["reason"])
+    last = summary.get("last_delivery")
+    if last and last.get("status") == "deferred":
+        last["class"] = classify_reason(last["reason"])
+    return {"deferred_by_reason": by_class}
 
 
 def _table_lines(param: str) -> list[list[str]]:

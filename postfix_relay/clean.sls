@@ -8,3 +8,4 @@
 include:
   - .config.clean
   - .service.clean
+  - .monitoring.clean

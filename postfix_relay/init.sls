@@ -8,4 +8,5 @@ include:
   - .config
   - .service
   - .django_env
+  - .monitoring
   - .salt_ssh

@@ -522,4 +522,50 @@ BAD_PILLARS = [
         },
         ["postfix_relay:django_env:mode direct", "postfix_relay:redirect_all_to", "use mode relay"],
     ),
+    # monitoring (postfix_relay:monitoring)
+    (
+        "monitoring-not-mapping",
+        {"provider": "sendgrid", "password": "x", "monitoring": True},
+        ["postfix_relay:monitoring must be a mapping with textfile and/or beacon"],
+    ),
+    (
+        "monitoring-textfile-relative",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"textfile": "postfix_relay.prom"}},
+        ["postfix_relay:monitoring:textfile must be the absolute path of a file ending in .prom"],
+    ),
+    (
+        "monitoring-textfile-not-prom",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"textfile": "/var/lib/node/postfix_relay.txt"}},
+        ["postfix_relay:monitoring:textfile", "only *.prom"],
+    ),
+    (
+        "monitoring-interval-too-short",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"textfile": "/var/lib/n/p.prom", "interval": 1}},
+        ["postfix_relay:monitoring:interval must be an integer from 5 to 3600, got 1"],
+    ),
+    (
+        "monitoring-interval-text",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"textfile": "/var/lib/n/p.prom", "interval": "30s"}},
+        ["postfix_relay:monitoring:interval must be an integer from 5 to 3600, got '30s'"],
+    ),
+    (
+        "monitoring-unknown-key",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"textfile": "/var/lib/n/p.prom", "intervall": 30}},
+        ["postfix_relay:monitoring:intervall is not a known key", "did you mean 'interval'"],
+    ),
+    (
+        "monitoring-beacon-bad-threshold",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"beacon": {"oldest_age": "15m"}}},
+        ["postfix_relay:monitoring:beacon:oldest_age must be an integer from 60 to 8640000"],
+    ),
+    (
+        "monitoring-beacon-unknown-key",
+        {"provider": "sendgrid", "password": "x", "monitoring": {"beacon": {"deferd": 5}}},
+        ["postfix_relay:monitoring:beacon:deferd is not a known key", "did you mean 'deferred'"],
+    ),
+    (
+        "monitoring-bad-while-disabled",
+        {"enabled": False, "monitoring": {"textfile": "/tmp/x.prom", "interval": 0}},
+        ["postfix_relay:monitoring:interval must be an integer from 5 to 3600"],
+    ),
 ]

@@ -150,6 +150,7 @@ class Fleet:
         master.write("/etc/salt/master", yaml.safe_dump(MASTER_CONFIG))
         master.put(REPO / "postfix_relay", "/srv/formulas/postfix_relay/postfix_relay")
         master.put(REPO / "_modules", "/srv/formulas/postfix_relay/_modules")
+        master.put(REPO / "_beacons", "/srv/formulas/postfix_relay/_beacons")
         master.write("/srv/salt/top.sls", STATE_TOP)
         for path in sorted(self.pillar_dir.rglob("*.sls")):
             master.write(f"/srv/pillar/{path.relative_to(self.pillar_dir)}", path.read_text(), mode="0600")

@@ -261,7 +261,7 @@ def test_clean_renders_without_pillar(tmp_path):
     minion = LocalMinion(tmp_path, DEBIAN12, None)
     res = minion.show_sls("postfix_relay.clean")
     assert res.returncode == 0, res.stdout
-    absent = {body["file"][0]["name"] for sid, body in res.data.items() if "absent" in sid}
+    absent = {body["file"][0]["name"] for sid, body in res.data.items() if "file-absent" in sid}
     assert absent == {
         "/etc/postfix/sasl_passwd",
         "/etc/postfix/sasl_passwd.db",
@@ -277,6 +277,13 @@ def test_clean_renders_without_pillar(tmp_path):
         "/etc/postfix/postfix_relay.requeue",
         "/etc/postfix/postfix_relay.restart",
         "/usr/local/sbin/postfix_relay-check-main-cf",
+        # monitoring (postfix_relay:monitoring): collector, units, state; the timer stops first
+        "/usr/local/sbin/postfix_relay-metrics",
+        "/etc/postfix/postfix_relay.monitoring.json",
+        "/etc/systemd/system/postfix_relay-metrics.service",
+        "/etc/systemd/system/postfix_relay-metrics.timer",
+        "/var/lib/postfix_relay",
+        "/etc/postfix/postfix_relay.beacon",
     }
     # The per-route transports leave master.cf too.
     removed = {
@@ -284,6 +291,10 @@ def test_clean_renders_without_pillar(tmp_path):
         for n in ("postfix_relay_implicit", "postfix_relay_starttls")
     }
     assert removed == {"postconf -MX postfix_relay_implicit/unix", "postconf -MX postfix_relay_starttls/unix"}
+    # The timer stops, then the textfile goes, then the collector and its units.
+    remove = res.data["postfix_relay-monitoring-clean-cmd-run-remove-textfile"]["cmd"]
+    assert {"require": [{"service": "postfix_relay-monitoring-clean-service-dead-timer"}]} in remove
+    assert any("postfix_relay-config-clean-file-absent-monitoring_timer" in str(x) for x in remove)
     text = minion.render_state(res, "postfix_relay-config-clean-file-managed-main_cf")
     assert _param(text, "relayhost") is None
     assert _param(text, "inet_interfaces") == "loopback-only"
@@ -374,6 +385,49 @@ def test_operations_features_render(tmp_path):
     cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
     assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
     assert _param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"
+
+
+# --------------------------------------------------------------------------
+# monitoring: off by default (timer stopped, files absent, beacon removed only if the formula set it)
+# --------------------------------------------------------------------------
+def test_monitoring_off_by_default(rendered):
+    show = rendered["show"]
+    dead = _state_args(show, "postfix_relay-monitoring-service-dead-timer")
+    assert dead["name"] == "postfix_relay-metrics.timer" and dead["enable"] is False
+    # Skipped where the formula never installed it (test=True would else report "would stop").
+    assert dead["onlyif"] == "test -e /etc/systemd/system/postfix_relay-metrics.timer"
+    assert "postfix_relay-monitoring-file-absent-monitoring_script" in show.data
+    assert "postfix_relay-monitoring-file-absent-monitoring_timer" in show.data
+    absent = _state_args(show, "postfix_relay-monitoring-beacon-absent")
+    assert absent["onlyif"] == "test -e /etc/postfix/postfix_relay.beacon"
+
+
+def test_monitoring_on_renders_collector_timer_and_beacon(tmp_path):
+    pillar = {
+        "provider": "sendgrid",
+        "password": SECRET,
+        "monitoring": {"textfile": "/var/lib/prometheus/node-exporter/postfix_relay.prom", "beacon": {"deferred": 5}},
+    }
+    show = LocalMinion(tmp_path, DEBIAN12, pillar).show_sls()
+    assert show.returncode == 0, show.stdout + show.stderr
+    assert SECRET not in show.stdout
+    script = _state_args(show, "postfix_relay-monitoring-file-managed-monitoring_script")
+    assert (
+        script["source"] == "salt://postfix_relay/files/default/postfix_relay-metrics.py" and script["mode"] == "0755"
+    )
+    timer = _state_args(show, "postfix_relay-monitoring-service-running-timer")
+    assert timer["name"] == "postfix_relay-metrics.timer" and timer["enable"] is True
+    beacon = _state_args(show, "postfix_relay-monitoring-beacon-present")
+    assert (beacon["name"], beacon["interval"], beacon["deferred"], beacon["oldest_age"]) == (
+        "postfix_relay",
+        30,
+        5,
+        900,
+    )
+    assert "postfix_relay-monitoring-saltutil-sync_beacons" in show.data
+    assert "postfix_relay-monitoring-beacon-absent" not in show.data
+    directory = _state_args(show, "postfix_relay-monitoring-file-directory-textfile")
+    assert directory["name"] == "/var/lib/prometheus/node-exporter"
 
 
 def test_route_in_another_tls_mode_renders_its_transport(tmp_path):
