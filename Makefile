@@ -66,7 +66,7 @@ unit: venv
 
 render: venv
 	@echo "==> render tests: real Salt renders the formula on this host"
-	$(PY) -m pytest -q test/render
+	$(PY) -m pytest -q -n 2 test/render
 
 host:
 	@$(PYTHON) -m harness.hostsetup
