@@ -2236,7 +2236,7 @@ def _file_hash(path: str, hash_type: str) -> str | None:
         return None
 
 
-def self_sync(saltenv="base"):
+def self_sync(saltenv="base", **kwargs):
     """
     Make the loaded copy of this module the one on the fileserver, once per run.
 
@@ -2258,8 +2258,20 @@ def self_sync(saltenv="base"):
     .. code-block:: bash
 
         salt '*' postfix_relay.self_sync
-        salt '*' postfix_relay.self_sync saltenv=staging
+
+    Called by hand (as a job), it syncs from the minion's own saltenv only.
     """
+    if any(str(key).startswith("__pub_") for key in kwargs):
+        # Called as a job (salt / salt-call), not from the formula's render: an operator
+        # whose ACL allows postfix_relay.* must not install another saltenv's code (any gitfs
+        # branch is a saltenv), which the next postfix_relay.* call would run as root.
+        own = __opts__.get("saltenv") or "base"
+        if saltenv != own:
+            raise CommandExecutionError(
+                f"postfix_relay.self_sync: called by hand it syncs from this minion's own saltenv ({own}) "
+                f"only, not {saltenv!r}; to use another saltenv's formula, apply it: "
+                f"state.apply postfix_relay saltenv={saltenv}"
+            )
     done = __context__.setdefault("postfix_relay.self_sync", {})
     if saltenv in done:
         return dict(done[saltenv], checked=False)
@@ -2281,6 +2293,13 @@ def self_sync(saltenv="base"):
     here = os.path.realpath(__file__)
     log.debug("postfix_relay.self_sync: %s checked against %s (saltenv %s)", here, SOURCE, saltenv)
     managed = os.path.dirname(here) == os.path.realpath(os.path.join(extmods, kind))
+    if ssh and not managed and _file_hash(here, want["hash_type"]) != want["hsum"]:
+        # module_dirs points at a checkout other than the one the fileserver serves (gitfs, an
+        # older copy): the settings would come from other code than the SLS and templates.
+        raise CommandExecutionError(
+            f"postfix_relay under salt-ssh: the wrapper module {here} (module_dirs) differs from {SOURCE} on the "
+            f"fileserver (saltenv {saltenv}); update that checkout to the version the fileserver serves, then run again"
+        )
     replaced = False
     if managed and _file_hash(here, want["hash_type"]) != want["hsum"]:
         cached = client.cache_file(SOURCE, saltenv) if ssh else __salt__["cp.cache_file"](SOURCE, saltenv)

@@ -9,5 +9,9 @@
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
+
+{#- Under salt-ssh: remove the state tarball (it holds the pillar) whatever SLS is applied. #}
+include:
+  - {{ tplroot }}.salt_ssh
 {%- from tplroot ~ "/config/files.jinja" import file_states %}
 {{ file_states(postfix_relay, tplroot, 'postfix_relay-django_env', sls='django_env') }}

@@ -14,6 +14,10 @@ postfix_relay-salt_ssh-cmd-run-remove-state-tarball:
     - name: >-
         rm -f '{{ opts.thin_dir }}/salt_state.tgz' &&
         echo && echo 'changed=no comment="removed the salt-ssh state tarball (it holds the pillar)"'
-    - stateful: true
+    # A dry run must not leave the pillar on the target either: test=True runs test_name.
+    - stateful:
+      - test_name: >-
+          rm -f '{{ opts.thin_dir }}/salt_state.tgz' &&
+          echo && echo 'changed=no comment="removed the salt-ssh state tarball (it holds the pillar)"'
     - order: last
 {%- endif %}

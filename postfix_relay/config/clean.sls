@@ -7,6 +7,10 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
 {%- from tplroot ~ "/config/files.jinja" import file_states, master_cf_states %}
+
+{#- Under salt-ssh: remove the state tarball (it holds the pillar) whatever SLS is applied. #}
+include:
+  - {{ tplroot }}.salt_ssh
 {{ file_states(postfix_relay, tplroot, 'postfix_relay-config-clean') }}
 {{ master_cf_states(postfix_relay, 'postfix_relay-config-clean') }}
 

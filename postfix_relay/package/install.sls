@@ -5,6 +5,10 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import postfix_relay with context %}
 
+{#- Under salt-ssh: remove the state tarball (it holds the pillar) whatever SLS is applied. #}
+include:
+  - {{ tplroot }}.salt_ssh
+
 {%- if postfix_relay.debconf %}
 {#- Preseed only before the first install: answers make it non-interactive
     and keep Postfix stopped until our main.cf is in place. #}
