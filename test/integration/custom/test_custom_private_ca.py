@@ -136,7 +136,9 @@ def test_without_tls_ca_file_mail_is_deferred_and_no_auth_is_sent(host, corp):
     assert tried, f"not tried and deferred: commands {verbs}, queue {_queue(host)}\n{journal[-3000:]}"
     assert "AUTH" not in verbs and "MAIL" not in verbs, verbs
     assert not [e for e in _corp_events(host)[mark:] if e["event"] in ("auth", "message")]
-    assert "certificate verification failed" in journal or "not trusted" in journal, journal[-3000:]
+    # The deferral names the reason; the handshake's own "verification failed" line may predate
+    # this test (tlsproxy re-uses a cached session "with untrusted certificate": seen in CI).
+    assert "status=deferred (Server certificate not verified)" in journal, journal[-3000:]
     assert "status=sent" not in journal and "status=bounced" not in journal
     DEFERRED.append(message_id)
 
