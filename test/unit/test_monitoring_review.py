@@ -133,3 +133,25 @@ def test_atomic_write_does_not_follow_a_planted_tmp_symlink(tmp_path):
 def test_textfile_path_refused_where_it_cannot_work_or_widens_the_sandbox(path):
     with pytest.raises(pfr.PillarError, match="monitoring:textfile"):
         pfr.resolve({"provider": "sendgrid", "password": "p", "monitoring": {"textfile": path}}, DEBIAN12)
+
+
+def test_new_reason_classes_apply_to_texts_seen_before(tmp_path, monkeypatch):
+    # A formula upgrade that fixes REASON_CLASSES rewrites the collector's config; the
+    # text -> class cache kept in collector.state must not keep the old answer for the
+    # very texts of the queue that waits (the ones an operator looks at).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "journalctl").write_text("#!/bin/sh\nexit 0\n")
+    queue = {"queue_name": "deferred", "arrival_time": 1000, "recipients": [{"delay_reason": "weird failure"}]}
+    (bin_dir / "postqueue").write_text(f"#!/bin/sh\necho '{json.dumps(queue)}'\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(metrics, "MAIL_LOGS", ())
+    config_path, own = tmp_path / "config.json", str(tmp_path / "own" / "collector.state")
+    config = {"textfile": None, "interval": 30, "state_file": str(tmp_path / "metrics.json"), "info": {}}
+    config_path.write_text(json.dumps(config | {"reason_classes": RULES}))
+    assert metrics.run(str(config_path), own)["deferred_reasons"] == {"other": 1}
+    config_path.write_text(json.dumps(config | {"reason_classes": [["connect", "weird"], *RULES]}))
+    os.utime(config_path, ns=(1, 1))  # a different mtime, as a new file.managed write gives
+    assert metrics.run(str(config_path), own)["deferred_reasons"] == {"connect": 1}
