@@ -1960,6 +1960,8 @@ BEACON_KEYS = {
     "oldest_age": "seconds: fire when a queued message is older (60-8640000, default 900)",
 }
 MONITORING_DEFAULTS = {"interval": 30, "beacon": {"deferred": 1, "oldest_age": 900}}
+# Where the textfile may not go (its directory becomes writable for the root collector).
+TEXTFILE_REFUSED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/etc", "/var/spool", "/proc", "/sys", "/dev")
 METRICS_NAME = "postfix_relay-metrics"
 MONITORING_PATHS = {
     "script": f"/usr/local/sbin/{METRICS_NAME}",
@@ -2007,6 +2009,25 @@ def _resolve_monitoring(errors: _Errors, raw: Any) -> dict[str, Any] | None:
             f"*.prom) such as /var/lib/prometheus/node-exporter/postfix_relay.prom, got {textfile!r}",
         )
         textfile = None
+    if textfile is not None:
+        where = textfile.rsplit("/", 1)[0]
+        bad = next((d for d in TEXTFILE_REFUSED_DIRS if where == d or where.startswith(d + "/")), None)
+        if not where or bad:
+            scope.add(
+                "textfile",
+                f"must not be in {bad or '/'} ("
+                + (
+                    "the collector runs with a private /tmp, node_exporter would never see it"
+                    if bad in ("/tmp", "/var/tmp")
+                    else "world-writable: anyone could plant files next to it"
+                    if bad == "/dev/shm"
+                    else "the collector would get write access to Postfix's configuration or queue"
+                    if bad
+                    else "a file in the root directory"
+                )
+                + "); use node_exporter's textfile directory, e.g. /var/lib/prometheus/node-exporter/postfix_relay.prom",
+            )
+            textfile = None
     interval = _bounded_int(scope, "interval", raw.get("interval", MONITORING_DEFAULTS["interval"]), 5, 3600)
     beacon = _resolve_beacon(scope, raw.get("beacon"), interval)
     return {"textfile": textfile, "interval": interval, "beacon": beacon, "paths": dict(MONITORING_PATHS)}
@@ -2050,6 +2071,7 @@ def _monitoring_config(s: Mapping[str, Any]) -> str:
             "enabled": "true" if s["enabled"] else "false",
         },
         "reason_classes": [list(rule) for rule in REASON_CLASSES],
+        "reason_scrub": [list(rule) for rule in REASON_SCRUB],
     }
     return json.dumps(config, indent=1, sort_keys=True)
 
@@ -2405,12 +2427,24 @@ REASON_CLASSES = (
 )
 REASON_NAMES = (*(name for name, _ in REASON_CLASSES), "other")
 _REASON_RES = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in REASON_CLASSES]
+# Removed before classifying: addresses (<...>, a quoted local part included), host[ip] and
+# name=..., so that smtp-tls.example.net or <handshake@evil.example> (an address anyone can
+# sign up with) do not decide the class.  Shipped to the collector in its config too.
+REASON_SCRUB = (
+    (r'<(?:"(?:[^"\\]|\\.)*"|[^<>"])*>', "<>"),
+    (r"[^\s\[\]()<>]+\[[0-9A-Fa-f:.]+\](?::\d+)?", "host"),
+    (r"\bname=\S+", "name="),
+)
+_SCRUB_RES = [(re.compile(pattern), repl) for pattern, repl in REASON_SCRUB]
 
 
 def classify_reason(text: str) -> str:
     """The reason class of a deferral text: connect | tls | auth | throttled | rejected | other."""
+    text = text or ""
+    for pattern, repl in _SCRUB_RES:
+        text = pattern.sub(repl, text)
     for name, pattern in _REASON_RES:
-        if pattern.search(text or ""):
+        if pattern.search(text):
             return name
     return "other"
 

@@ -155,3 +155,9 @@ def test_new_reason_classes_apply_to_texts_seen_before(tmp_path, monkeypatch):
     config_path.write_text(json.dumps(config | {"reason_classes": [["connect", "weird"], *RULES]}))
     os.utime(config_path, ns=(1, 1))  # a different mtime, as a new file.managed write gives
     assert metrics.run(str(config_path), own)["deferred_reasons"] == {"connect": 1}
+
+
+def test_collector_scrubs_like_the_module():
+    # One list in two places (the collector is stdlib-only and reads its rules from its config):
+    # the module ships REASON_SCRUB in that config; the script's default must be the same.
+    assert metrics.SCRUB == [list(rule) for rule in pfr.REASON_SCRUB]

@@ -66,8 +66,15 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 def _atomic_write(path: str, text: str, mode: int = 0o644, data: bytes | None = None) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    # A name of our own, created exclusively and never through a symlink: the textfile's
+    # directory may belong to node_exporter's user, who could plant PATH.tmp.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(tmp, flags, mode)
+    except FileExistsError:  # left by a killed run with our PID, or planted: remove the name only
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, mode)
     try:
         os.write(fd, text.encode() if data is None else data)
         os.fchmod(fd, mode)  # the umask must not narrow it: node_exporter runs as another user
@@ -120,11 +127,23 @@ def new_state() -> dict:
     }
 
 
+# Before classifying: addresses (<...>, a quoted local part included), host[ip] and name=...
+# go, so that smtp-tls.example.net or <handshake@evil.example> do not decide the class.
+# The same list as the module's REASON_SCRUB (a unit test compares them).
+SCRUB = [
+    [r'<(?:"(?:[^"\\]|\\.)*"|[^<>"])*>', "<>"],
+    [r"[^\s\[\]()<>]+\[[0-9A-Fa-f:.]+\](?::\d+)?", "host"],
+    [r"\bname=\S+", "name="],
+]
+
+
 class Classifier:
     """The reason classes from the config: first matching pattern wins, else ``other``."""
 
-    def __init__(self, rules: list[list[str]], cache: dict | None = None):
+    def __init__(self, rules: list[list[str]], cache: dict | None = None, scrub: list | None = None):
         self.source = rules
+        self.scrub_source = SCRUB if scrub is None else scrub
+        self.scrub: list | None = None
         self.rules: list | None = None  # compiled at the first new deferral text: most writes see none
         self.names = [name for name, _ in rules]
         # text -> class, kept in the state: a queue that waits shows the same few texts run after run.
@@ -143,6 +162,9 @@ class Classifier:
             import re
 
             self.rules = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in self.source]
+            self.scrub = [(re.compile(pattern), repl) for pattern, repl in self.scrub_source]
+        for pattern, repl in self.scrub:  # host names and addresses say nothing of the reason
+            text = pattern.sub(repl, text)
         for name, pattern in self.rules:
             if pattern.search(text):
                 return name
@@ -198,9 +220,26 @@ def _syslog_time(line: str) -> float:
             from datetime import datetime
 
             return datetime.fromisoformat(stamp).timestamp()
-        return time.mktime(time.strptime(f"{time.localtime().tm_year} {line[:15]}", "%Y %b %d %H:%M:%S"))
+        today = time.localtime()
+        now, year = time.mktime(today), today.tm_year
+        stamp = time.mktime(time.strptime(f"{year} {line[:15]}", "%Y %b %d %H:%M:%S"))
+        if stamp > now + 86400:  # 'Dec 31 23:59:59' read just after New Year: last year's
+            stamp = time.mktime(time.strptime(f"{year - 1} {line[:15]}", "%Y %b %d %H:%M:%S"))
+        return min(stamp, now)
     except ValueError:
         return time.time()
+
+
+def _skip_address(line: str, pos: int) -> int:
+    """Index just past the address that starts at ``pos`` (after '<'), a quoted local part
+    read as one token; -1 when the line ends first."""
+    if line.startswith('"', pos):
+        pos += 1
+        while pos < len(line) and line[pos] != '"':
+            pos += 2 if line[pos] == "\\" else 1
+        pos += 1
+    end = line.find(">", pos)
+    return end + 1 if end >= 0 else -1
 
 
 def count_log(lines: list[str], state: dict, classify: Classifier) -> None:
@@ -208,8 +247,16 @@ def count_log(lines: list[str], state: dict, classify: Classifier) -> None:
     deliveries, deferrals, last = state["deliveries"], state["deferrals"], state["last_delivery"]
     for line in lines:
         # "<epoch> host postfix/smtp[1]: ID: to=<...>, relay=..., status=deferred (reason)"
-        at = line.find(", status=")
-        if at < 0 or ": to=<" not in line or not line.endswith(")"):
+        # The status is the first one after the addresses: a quoted local part may hold
+        # ", status=sent (...)" itself (Django accepts such an address from any visitor).
+        begin = line.find(": to=<")
+        if begin < 0 or not line.endswith(")"):
+            continue
+        after = _skip_address(line, begin + 6)
+        if line.startswith(", orig_to=<", after):
+            after = _skip_address(line, after + 11)
+        at = line.find(", status=", after) if after >= 0 else -1
+        if at < 0:
             continue
         status, _, reason = line[at + 9 : -1].partition(" (")
         if status not in KNOWN_STATUS:
@@ -346,10 +393,11 @@ def _locked_run(config_path: str, own_path: str) -> dict:
         stamp = None
     if stamp is None or state.get("config_mtime") != stamp:
         state["config"], state["config_mtime"] = _load(config_path, None), stamp
+        state["reason_cache"] = {}  # new rules apply to the texts already seen, too
     config = state["config"]
     if config is None:
         sys.exit(f"postfix_relay-metrics: cannot read {config_path}; apply the postfix_relay state again")
-    classify = Classifier(config["reason_classes"], state.setdefault("reason_cache", {}))
+    classify = Classifier(config["reason_classes"], state.setdefault("reason_cache", {}), config.get("reason_scrub"))
     state_path = config["state_file"]
     now = time.time()
     log = next((p for p in MAIL_LOGS if os.path.exists(p)), None)
