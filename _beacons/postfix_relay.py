@@ -19,6 +19,11 @@ Events, only when the set of conditions changes:
 ``conditions``, ``reasons`` (deferred messages per reason class: connect, tls,
 auth, throttled, rejected, other), ``queue`` and ``oldest_age_seconds``.
 
+The set reported last is kept in ``beacon.last.json`` next to the state file
+(written atomically), so a beacons refresh or a minion restart does not fire an
+ongoing alert again, and a recovery that happened while the minion was down is
+still sent.  Without that file (first start) a healthy relay fires nothing.
+
 .. code-block:: yaml
 
     beacons:
@@ -31,8 +36,10 @@ auth, throttled, rejected, other), ``queue`` and ``oldest_age_seconds``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import time
 
 log = logging.getLogger(__name__)
@@ -41,8 +48,9 @@ __virtualname__ = "postfix_relay"
 DEFAULT_STATE = "/var/lib/postfix_relay/metrics.json"
 FAULT_CLASSES = ("auth", "tls", "rejected")
 KNOWN = ("interval", "deferred", "oldest_age", "state_file", "beacon_module", "enabled", "disable_during_state_run")
-# The conditions reported last; None until the first check (a healthy start fires nothing).
-_LAST: dict[str, list[str] | None] = {"conditions": None}
+LAST_NAME = "beacon.last.json"
+# The conditions reported last, per file that persists them (read once per loaded module).
+_LAST: dict[str, list[str] | None] = {}
 
 
 def __virtual__():
@@ -108,6 +116,36 @@ def event(state: dict | None, cfg: dict, now: float, last: list[str] | None) -> 
     return names, data
 
 
+def _read_last(path: str) -> list[str] | None:
+    """The condition names reported last (None: never reported, or unreadable: a fresh start)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            names = json.load(handle).get("conditions")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return sorted(names)
+    return None
+
+
+def _write_last(path: str, names: list[str]) -> None:
+    """Replace ``path`` atomically; never writes through a planted PATH.tmp (O_EXCL|O_NOFOLLOW)."""
+    tmp = f"{path}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"conditions": names, "written_at": time.time()}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def beacon(config):
     """Compare the collector's latest state with the last one reported; fire on change."""
     cfg = _config(config)
@@ -117,8 +155,17 @@ def beacon(config):
             state = json.load(handle)
     except (OSError, ValueError):
         state = None
-    names, data = event(state, cfg, time.time(), _LAST["conditions"])
-    _LAST["conditions"] = names
+    last_path = os.path.join(os.path.dirname(os.path.abspath(path)), LAST_NAME)
+    if last_path not in _LAST:
+        _LAST[last_path] = _read_last(last_path)
+    last = _LAST[last_path]
+    names, data = event(state, cfg, time.time(), last)
+    if names != last:
+        try:
+            _write_last(last_path, names)
+        except OSError as exc:  # still reported once per change while this module lives
+            log.warning("postfix_relay beacon: cannot keep the last conditions in %s: %s", last_path, exc)
+    _LAST[last_path] = names
     if data is None:
         return []
     log.info("postfix_relay beacon: %s %s", data["tag"], names)

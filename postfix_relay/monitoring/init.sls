@@ -65,10 +65,22 @@ include:
       - file: {{ prefix }}-file-managed-monitoring_service
 {%-   if mon.beacon %}
 
-{#- `state.apply postfix_relay` does not sync _beacons/ (only a highstate does). #}
+{#- `state.apply postfix_relay` does not sync _beacons/ (only a highstate does).
+    Only when the minion's copy differs from the fileserver's: saltutil states say
+    "would change" under test=True whatever they sync, and a refresh reloads beacons. #}
+{%-     set synced = salt['config.get']('extension_modules') ~ '/beacons/postfix_relay.py' %}
+{%-     set served = salt['cp.hash_file']('salt://_beacons/postfix_relay.py', saltenv) or {} %}
 {{ prefix }}-saltutil-sync_beacons:
   saltutil.sync_beacons:
     - refresh: True
+{%-     if served.get('hsum') %}
+    - unless: >-
+        test "$({{ served.hash_type }}sum {{ synced }} 2>/dev/null | cut -d' ' -f1)"
+        = {{ served.hsum }}
+{%-     else %}
+    {#- Not on the fileserver: nothing to compare with, let the sync say so. #}
+    - unless: 'false'
+{%-     endif %}
 
 {{ prefix }}-beacon-present:
   beacon.present:

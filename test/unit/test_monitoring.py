@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import time
 
 import pytest
 from harness.formula import DEBIAN12, REPO, pfr
@@ -23,7 +24,8 @@ def _load(name: str, path):
 
 
 metrics = _load("postfix_relay_metrics", REPO / "postfix_relay" / "files" / "default" / "postfix_relay-metrics.py")
-beacon = _load("postfix_relay_beacon", REPO / "_beacons" / "postfix_relay.py")
+BEACON = REPO / "_beacons" / "postfix_relay.py"
+beacon = _load("postfix_relay_beacon", BEACON)
 
 # Deferral texts as Postfix 3.7 logs them (seen in the faults suite, Postfix's source, providers' docs).
 REASONS = [
@@ -223,6 +225,23 @@ def test_beacon_fires_on_changes_and_recovery_only():
     assert data["tag"] == "recovery" and data["previous"] == ["auth", "deferred", "oldest_age"]
     _, data = beacon.event(_state(at=0), cfg, 1001, [])
     assert data["conditions"] == {"collector": "no fresh state from postfix_relay-metrics.timer"}
+
+
+def test_beacon_sends_a_recovery_that_happened_while_it_was_not_running(tmp_path):
+    state_file = tmp_path / "metrics.json"
+    cfg = [{"deferred": 1}, {"oldest_age": 900}, {"state_file": str(state_file)}]
+    now = time.time()
+    state_file.write_text(json.dumps(_state(2, 10, {"tls": 2}, at=now)))
+    # No beacon.last.json yet (first start): an ongoing fault is reported, a healthy relay is not.
+    assert [e["tag"] for e in _load("postfix_relay_beacon_r1", BEACON).beacon(cfg)] == ["alert"]
+    assert json.loads((tmp_path / "beacon.last.json").read_text())["conditions"] == ["deferred", "tls"]
+    assert not (tmp_path / "beacon.last.json.tmp").exists()
+    state_file.write_text(json.dumps(_state(at=now)))  # the relay recovers while the minion is down
+    events = _load("postfix_relay_beacon_r2", BEACON).beacon(cfg)  # the minion starts again
+    assert [(e["tag"], e["previous"]) for e in events] == [("recovery", ["deferred", "tls"])]
+    assert _load("postfix_relay_beacon_r3", BEACON).beacon(cfg) == []
+    (tmp_path / "beacon.last.json").unlink()
+    assert _load("postfix_relay_beacon_r4", BEACON).beacon(cfg) == []
 
 
 def test_beacon_validate():
