@@ -85,6 +85,10 @@ def conditions(state: dict | None, cfg: dict, now: float) -> dict:
     if not state or now - float(state.get("written_at", 0)) > 3 * interval + 60:
         return {"collector": "no fresh state from postfix_relay-metrics.timer"}
     found: dict = {}
+    if state.get("relaying") == "disabled":
+        # postfix_relay:enabled: false holds every message on purpose: a queue that waits and
+        # ages is the off switch working, not trouble (the README's PromQL rule skips it too).
+        return found
     deferred = int(state.get("queue", {}).get("deferred", 0))
     if deferred >= int(cfg.get("deferred", 1)):
         found["deferred"] = deferred

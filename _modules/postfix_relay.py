@@ -2405,7 +2405,7 @@ REASON_CLASSES = (
     (
         "auth",
         r"SASL authentication failed|no mechanism available|No worthy mechs"
-        r"|authentication (?:required|failed|credentials invalid)|said: 53[05]\b",
+        r"|authentication (?:required|failed|credentials invalid)|said: 53[05]\b(?!.*STARTTLS)",
     ),
     (
         "tls",

@@ -308,3 +308,21 @@ def test_queue_lines_read_without_json():
     classify = metrics.Classifier(_config()["reason_classes"])
     assert classify(entry["recipients"][0]["delay_reason"]) == "rejected"
     assert classify.cache == {entry["recipients"][0]["delay_reason"]: "rejected"}
+
+
+def test_beacon_quiet_while_relaying_is_disabled():
+    """enabled: false holds every message on purpose: the beacon does not alert on the waiting queue
+    (only on a collector that stopped writing); relaying again, the same queue is trouble."""
+    now = time.time()
+    state = {
+        "written_at": now,
+        "interval": 30,
+        "queue": {"deferred": 4, "hold": 9},
+        "oldest_age_seconds": 7200,
+        "deferred_reasons": {"auth": 4},
+    }
+    cfg = {"deferred": 1, "oldest_age": 900}
+    assert beacon.conditions({**state, "relaying": "disabled"}, cfg, now) == {}
+    assert set(beacon.conditions({**state, "relaying": "enabled"}, cfg, now)) == {"deferred", "oldest_age", "auth"}
+    stale = {**state, "relaying": "disabled", "written_at": now - 3600}
+    assert set(beacon.conditions(stale, cfg, now)) == {"collector"}

@@ -63,6 +63,8 @@ def test_quoted_recipient_cannot_forge_an_auth_deferral():
 # The class must come from Postfix's own wording / the reply code, not from a host name
 # (the relayhost of a custom provider) or an address (chosen by whoever signs up).
 MISLEADING = [
+    ("host smtp.x[192.0.2.1] said: 530 5.7.0 Must issue a STARTTLS command first", "tls"),
+    ("host smtp.x[192.0.2.1] said: 535 5.7.8 Authentication credentials invalid", "auth"),
     ("connect to smtp-tls.example.net[192.0.2.1]:465: Connection refused", "connect"),
     (
         "Host or domain name not found. Name service error for name=mail.ssl.example.net type=A: Host not found",

@@ -407,7 +407,9 @@ def _locked_run(config_path: str, own_path: str) -> dict:
     classes = [*classify.names, "other"]
     if config.get("textfile"):
         _atomic_write(config["textfile"], render(config, state, snapshot, classes))
-    state.update(snapshot, written_at=now, interval=config.get("interval", 30))
+    # The beacon reads this: under postfix_relay:enabled: false mail waits on purpose.
+    relaying = "disabled" if config.get("info", {}).get("enabled") == "false" else "enabled"
+    state.update(snapshot, written_at=now, interval=config.get("interval", 30), relaying=relaying)
     _atomic_write(own_path, "", mode=0o600, data=marshal.dumps(state))
     private = ("config", "config_mtime", "reason_cache")
     _atomic_write(state_path, _json({k: v for k, v in state.items() if k not in private}))
