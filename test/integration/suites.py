@@ -77,6 +77,35 @@ print("submitted")
 """
 
 
+# A web app's trickle, run inside the instance in one process: each message is submitted as
+# soon as the previous one reached the provider (its event log polled every 20 ms), so the gap
+# between two messages is Postfix's own, not docker exec's (which can take seconds on a busy
+# machine, longer than Postfix keeps an idle connection).  argv: events path, count, prefix.
+TRICKLE = """
+import json, os, smtplib, sys, time
+from email.message import EmailMessage
+path, count, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+def arrived(message_id):
+    if not os.path.exists(path):
+        return False
+    with open(path) as handle:
+        return any(message_id in line and '"message"' in line for line in handle)
+for i in range(count):
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "app@web.example.com", "customer@example.org", "trickle"
+    msg["Message-ID"] = f"<{prefix}{i}@kitchen.postfix-relay.test>"
+    msg.set_content("Password reset link: https://example.com/reset/abc\\n")
+    with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
+        smtp.send_message(msg)
+    deadline = time.monotonic() + 30
+    while not arrived(msg["Message-ID"]):
+        if time.monotonic() > deadline:
+            sys.exit(f"message {i} of the trickle never arrived")
+        time.sleep(0.02)
+print("trickled", count)
+"""
+
+
 def events(host, path: str = EVENTS) -> list[dict]:
     """A fake provider's event log on the instance (the suite's own by default)."""
     content = host.file(path).content_string if host.file(path).exists else ""
