@@ -88,10 +88,7 @@ class LocalMinion:
 
     def render_state(self, show: Result, state_id: str) -> str:
         """Render the template of a file.managed state with exactly the context the SLS gives it."""
-        args: dict = {}
-        for arg in show.data[state_id]["file"]:
-            if isinstance(arg, dict):
-                args.update(arg)
+        args = state_args(show.data, state_id)
         template = args["source"].rsplit("/", 1)[1]
         context = {k: json.dumps(v) for k, v in (args.get("context") or {}).items()}
         return self.render(template, **context)
@@ -107,3 +104,22 @@ class LocalMinion:
             if path.is_file() and needle.encode() in path.read_bytes():
                 hits.append(path)
         return hits
+
+
+def state_args(states: dict, state_id: str) -> dict:
+    """One state's arguments in ``state.show_sls`` data, merged into one mapping."""
+    body = states[state_id]
+    (function,) = (k for k in body if not k.startswith("__"))
+    args: dict = {}
+    for item in body[function]:
+        if isinstance(item, dict):
+            args.update(item)
+    return args
+
+
+def main_cf_param(text: str, name: str) -> str | None:
+    """The value of ``name = value`` in a rendered main.cf, or None."""
+    for line in text.splitlines():
+        if line.startswith(f"{name} = "):
+            return line.split(" = ", 1)[1]
+    return None

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from harness.formula import DEBIAN12, MODULE_PATH, REDHAT9
-from harness.saltlocal import LocalMinion
+from harness.saltlocal import LocalMinion, main_cf_param, state_args
 
 SECRET = "Rndr-S3cret pass:word!"
 TOKEN = "Rndr-Postmark-T0ken-7f3a"  # Postmark: the token is username and password
@@ -37,13 +37,6 @@ OSES = {
     "debian": (DEBIAN12, "hash", "/etc/ssl/certs/ca-certificates.crt"),
     "redhat": (REDHAT9, "lmdb", "/etc/pki/tls/certs/ca-bundle.crt"),
 }
-
-
-def _param(text: str, name: str) -> str | None:
-    for line in text.splitlines():
-        if line.startswith(f"{name} = "):
-            return line.split(" = ", 1)[1]
-    return None
 
 
 # Every provider on Debian; one on RedHat (the OS-specific parts of every platform are
@@ -83,43 +76,33 @@ def test_rendered_sls_data_carries_no_secret(rendered):
     assert secret not in show.stdout and secret not in show.stderr
 
 
-def _state_args(show, sid):
-    body = show.data[sid]
-    (module,) = (k for k in body if not k.startswith("__"))
-    args = {}
-    for item in body[module]:
-        if isinstance(item, dict):
-            args.update(item)
-    return args
-
-
 def test_sasl_passwd_state_is_private_and_hides_diff(rendered):
-    args = _state_args(rendered["show"], "postfix_relay-config-file-managed-sasl_passwd")
+    args = state_args(rendered["show"].data, "postfix_relay-config-file-managed-sasl_passwd")
     assert args["mode"] == "0600" and args["user"] == "root" and args["group"] == "root"
     assert args["show_changes"] is False
     # The context holds where each secret is in pillar, never the secret: the template reads it there.
     assert set(args["context"]) == {"lines"}
     assert [line["password_pillar"] for line in args["context"]["lines"]] == ["postfix_relay:password"]
     assert rendered["expect"]["pillar"]["password"] not in json.dumps(args)
-    db = _state_args(rendered["show"], "postfix_relay-config-file-managed-sasl_passwd_db")
+    db = state_args(rendered["show"].data, "postfix_relay-config-file-managed-sasl_passwd_db")
     assert db["mode"] == "0600" and db["replace"] is False
     assert db["name"].endswith(".lmdb" if rendered["expect"]["os"] == "redhat" else ".db")
 
 
 def test_main_cf_is_validated_before_install(rendered):
-    args = _state_args(rendered["show"], "postfix_relay-config-file-managed-main_cf")
+    args = state_args(rendered["show"].data, "postfix_relay-config-file-managed-main_cf")
     assert args["check_cmd"] == "/usr/local/sbin/postfix_relay-check-main-cf"
 
 
 def test_postmap_uses_explicit_type_and_reruns_when_stale(rendered):
     exp = rendered["expect"]
-    args = _state_args(rendered["show"], "postfix_relay-config-cmd-run-postmap-sasl_passwd")
+    args = state_args(rendered["show"].data, "postfix_relay-config-cmd-run-postmap-sasl_passwd")
     assert args["name"] == f"postmap {exp['db']}:/etc/postfix/sasl_passwd"
     assert args["unless"][0]["fun"] == "postfix_relay.map_is_current"
 
 
 def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
-    running = _state_args(rendered["show"], "postfix_relay-service-running-postfix")
+    running = state_args(rendered["show"].data, "postfix_relay-service-running-postfix")
     assert running["reload"] is True and running["enable"] is True
     watched = {next(iter(w.values())) for w in running["watch"]}
     # The whole config SLS (as template-formula does): main.cf, master.cf, every map and file.
@@ -133,7 +116,7 @@ def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
         "postfix_relay-config-cmd-run-postalias",
     } <= config_states
-    restart = _state_args(rendered["show"], "postfix_relay-service-module-run-restart")
+    restart = state_args(rendered["show"].data, "postfix_relay-service-module-run-restart")
     assert restart["service.restart"] == [{"name": "postfix"}]
     # Only when the running master predates the listener settings (self-healing, no restart after a fresh start).
     assert restart["onlyif"] == ["test /var/spool/postfix/pid/master.pid -ot /etc/postfix/postfix_relay.restart"]
@@ -141,10 +124,10 @@ def test_service_reloads_on_config_and_restarts_on_listener_change(rendered):
 
 def test_packages_per_os(rendered):
     show = rendered["show"]
-    pkgs = _state_args(show, "postfix_relay-package-pkg-installed-postfix")["pkgs"]
+    pkgs = state_args(show.data, "postfix_relay-package-pkg-installed-postfix")["pkgs"]
     if rendered["expect"]["os"] == "debian":
         assert pkgs == ["postfix", "libsasl2-modules", "ca-certificates"]
-        debconf = _state_args(show, "postfix_relay-package-cmd-run-debconf")
+        debconf = state_args(show.data, "postfix_relay-package-cmd-run-debconf")
         assert "postfix/main_mailer_type select No configuration" in debconf["stdin"]
     else:  # EL 9: lmdb needs Postfix's lmdb plugin package
         assert pkgs == ["postfix", "cyrus-sasl-plain", "ca-certificates", "postfix-lmdb"]
@@ -154,15 +137,15 @@ def test_packages_per_os(rendered):
 def test_main_cf_content(rendered):
     text, exp = rendered["main_cf"], rendered["expect"]
     assert text.startswith("# Managed by Salt (postfix_relay)")
-    assert _param(text, "relayhost") == f"[{exp['host']}]:{exp['port']}"
-    assert _param(text, "smtp_sasl_password_maps") == f"{exp['db']}:/etc/postfix/sasl_passwd"
-    assert _param(text, "smtp_tls_security_level") == "secure"
-    assert _param(text, "smtp_tls_CAfile") == exp["ca"]
-    assert _param(text, "smtp_tls_wrappermode") == ("yes" if exp["port"] == 465 else None)
-    assert _param(text, "inet_interfaces") == "loopback-only"
-    assert _param(text, "smtp_sasl_security_options") == "noanonymous"
-    assert _param(text, "myhostname") == "web1.example.com"
-    assert _param(text, "smtp_tls_connection_reuse") == "yes"
+    assert main_cf_param(text, "relayhost") == f"[{exp['host']}]:{exp['port']}"
+    assert main_cf_param(text, "smtp_sasl_password_maps") == f"{exp['db']}:/etc/postfix/sasl_passwd"
+    assert main_cf_param(text, "smtp_tls_security_level") == "secure"
+    assert main_cf_param(text, "smtp_tls_CAfile") == exp["ca"]
+    assert main_cf_param(text, "smtp_tls_wrappermode") == ("yes" if exp["port"] == 465 else None)
+    assert main_cf_param(text, "inet_interfaces") == "loopback-only"
+    assert main_cf_param(text, "smtp_sasl_security_options") == "noanonymous"
+    assert main_cf_param(text, "myhostname") == "web1.example.com"
+    assert main_cf_param(text, "smtp_tls_connection_reuse") == "yes"
     assert rendered["expect"]["pillar"]["password"] not in text
     names = [line.split(" = ")[0] for line in text.splitlines() if " = " in line and not line.startswith("#")]
     assert len(names) == len(set(names)), "a parameter is rendered twice"
@@ -296,9 +279,9 @@ def test_clean_renders_without_pillar(tmp_path):
     assert {"require": [{"service": "postfix_relay-monitoring-clean-service-dead-timer"}]} in remove
     assert any("postfix_relay-config-clean-file-absent-monitoring_timer" in str(x) for x in remove)
     text = minion.render_state(res, "postfix_relay-config-clean-file-managed-main_cf")
-    assert _param(text, "relayhost") is None
-    assert _param(text, "inet_interfaces") == "loopback-only"
-    assert _param(text, "default_transport").startswith("retry:")
+    assert main_cf_param(text, "relayhost") is None
+    assert main_cf_param(text, "inet_interfaces") == "loopback-only"
+    assert main_cf_param(text, "default_transport").startswith("retry:")
     assert "smtp_sasl" not in text
 
 
@@ -313,7 +296,7 @@ def test_django_env_state_and_file(tmp_path):
     minion = LocalMinion(tmp_path, DEBIAN12, pillar)
     show = minion.show_sls()
     assert show.returncode == 0, show.stdout
-    args = _state_args(show, "postfix_relay-django_env-file-managed-env")
+    args = state_args(show.data, "postfix_relay-django_env-file-managed-env")
     assert (args["name"], args["user"], args["mode"], args["show_changes"]) == (
         "/etc/app/email.env",
         "www-data",
@@ -352,7 +335,7 @@ def test_operations_features_render(tmp_path):
         "postfix_relay-config-file-managed-sender_canonical",
     ):
         assert sid in show.data, sid
-    assert _state_args(show, "postfix_relay-config-file-managed-aliases")["template"] == "jinja"
+    assert state_args(show.data, "postfix_relay-config-file-managed-aliases")["template"] == "jinja"
     # Every map is compiled before main.cf names it (first enabling of routes, disabled -> enabled):
     # main.cf waits for the maps, and the maps need only main.cf to exist (the placeholder).
     for sid in (
@@ -361,13 +344,13 @@ def test_operations_features_render(tmp_path):
         "postfix_relay-config-cmd-run-postalias",
         "postfix_relay-config-file-managed-sender_canonical",
     ):
-        required_in = {next(iter(r.values())) for r in _state_args(show, sid)["require_in"]}
+        required_in = {next(iter(r.values())) for r in state_args(show.data, sid)["require_in"]}
         assert required_in == {"postfix_relay-config-file-managed-main_cf"}, sid
     for sid in (
         "postfix_relay-config-cmd-run-postmap-sender_relay",
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
     ):
-        requires = {next(iter(r.values())) for r in _state_args(show, sid)["require"]}
+        requires = {next(iter(r.values())) for r in state_args(show.data, sid)["require"]}
         assert "postfix_relay-config-file-managed-main_cf" not in requires, sid
         assert "postfix_relay-config-file-managed-main_cf-placeholder" in requires, sid
     assert minion.render_state(show, "postfix_relay-config-file-managed-sender_relay").splitlines()[1:] == [
@@ -383,8 +366,8 @@ def test_operations_features_render(tmp_path):
     sasl = minion.render_state(show, "postfix_relay-config-file-managed-sasl_passwd").splitlines()[1:]
     assert sasl == [f"[smtp.postmarkapp.com]:587 {TOKEN}:{TOKEN}", f"@marketing.example.com apikey:{SECRET}"]
     cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
-    assert _param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
-    assert _param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"
+    assert main_cf_param(cf, "sender_dependent_relayhost_maps") == "hash:/etc/postfix/sender_relay"
+    assert main_cf_param(cf, "sender_canonical_maps") == "regexp:/etc/postfix/sender_canonical"
 
 
 # --------------------------------------------------------------------------
@@ -392,13 +375,13 @@ def test_operations_features_render(tmp_path):
 # --------------------------------------------------------------------------
 def test_monitoring_off_by_default(rendered):
     show = rendered["show"]
-    dead = _state_args(show, "postfix_relay-monitoring-service-dead-timer")
+    dead = state_args(show.data, "postfix_relay-monitoring-service-dead-timer")
     assert dead["name"] == "postfix_relay-metrics.timer" and dead["enable"] is False
     # Skipped where the formula never installed it (test=True would else report "would stop").
     assert dead["onlyif"] == "test -e /etc/systemd/system/postfix_relay-metrics.timer"
     assert "postfix_relay-monitoring-file-absent-monitoring_script" in show.data
     assert "postfix_relay-monitoring-file-absent-monitoring_timer" in show.data
-    absent = _state_args(show, "postfix_relay-monitoring-beacon-absent")
+    absent = state_args(show.data, "postfix_relay-monitoring-beacon-absent")
     assert absent["onlyif"] == "test -e /etc/postfix/postfix_relay.beacon"
 
 
@@ -411,13 +394,13 @@ def test_monitoring_on_renders_collector_timer_and_beacon(tmp_path):
     show = LocalMinion(tmp_path, DEBIAN12, pillar).show_sls()
     assert show.returncode == 0, show.stdout + show.stderr
     assert SECRET not in show.stdout
-    script = _state_args(show, "postfix_relay-monitoring-file-managed-monitoring_script")
+    script = state_args(show.data, "postfix_relay-monitoring-file-managed-monitoring_script")
     assert (
         script["source"] == "salt://postfix_relay/files/default/postfix_relay-metrics.py" and script["mode"] == "0755"
     )
-    timer = _state_args(show, "postfix_relay-monitoring-service-running-timer")
+    timer = state_args(show.data, "postfix_relay-monitoring-service-running-timer")
     assert timer["name"] == "postfix_relay-metrics.timer" and timer["enable"] is True
-    beacon = _state_args(show, "postfix_relay-monitoring-beacon-present")
+    beacon = state_args(show.data, "postfix_relay-monitoring-beacon-present")
     assert (beacon["name"], beacon["interval"], beacon["deferred"], beacon["oldest_age"]) == (
         "postfix_relay",
         30,
@@ -426,7 +409,7 @@ def test_monitoring_on_renders_collector_timer_and_beacon(tmp_path):
     )
     assert "postfix_relay-monitoring-saltutil-sync_beacons" in show.data
     assert "postfix_relay-monitoring-beacon-absent" not in show.data
-    directory = _state_args(show, "postfix_relay-monitoring-file-directory-textfile")
+    directory = state_args(show.data, "postfix_relay-monitoring-file-directory-textfile")
     assert directory["name"] == "/var/lib/prometheus/node-exporter"
 
 
@@ -441,17 +424,17 @@ def test_route_in_another_tls_mode_renders_its_transport(tmp_path):
     show = minion.show_sls()
     assert show.returncode == 0, show.stdout
     assert SECRET not in show.stdout
-    add = _state_args(show, "postfix_relay-config-cmd-run-master_cf-postfix_relay_implicit")
+    add = state_args(show.data, "postfix_relay-config-cmd-run-master_cf-postfix_relay_implicit")
     entry = "postfix_relay_implicit unix - - n - - smtp -o smtp_tls_wrappermode=yes"
     assert add["name"] == f"postconf -M 'postfix_relay_implicit/unix={entry}'"
     assert add["unless"].endswith(f"= '{entry}'")
     # Added before main.cf names it; the unused clone is removed after main.cf forgets it.
     assert {next(iter(r.values())) for r in add["require_in"]} == {"postfix_relay-config-file-managed-main_cf"}
-    drop = _state_args(show, "postfix_relay-config-cmd-run-master_cf-postfix_relay_starttls")
+    drop = state_args(show.data, "postfix_relay-config-cmd-run-master_cf-postfix_relay_starttls")
     assert drop["name"] == "postconf -MX postfix_relay_starttls/unix"
     assert {next(iter(r.values())) for r in drop["require"]} == {"postfix_relay-config-file-managed-main_cf"}
     transport = minion.render_state(show, "postfix_relay-config-file-managed-sender_transport")
     assert transport.splitlines()[1:] == ["@mg.example.com postfix_relay_implicit"]
     cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
-    assert _param(cf, "sender_dependent_default_transport_maps") == "hash:/etc/postfix/sender_transport"
-    assert _param(cf, "smtp_tls_wrappermode") is None
+    assert main_cf_param(cf, "sender_dependent_default_transport_maps") == "hash:/etc/postfix/sender_transport"
+    assert main_cf_param(cf, "smtp_tls_wrappermode") is None

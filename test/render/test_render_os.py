@@ -14,7 +14,7 @@ import re
 
 import pytest
 from harness.formula import render_template
-from harness.saltlocal import LocalMinion
+from harness.saltlocal import LocalMinion, main_cf_param, state_args
 
 FQDN = "web1.example.com"
 PILLAR = {"provider": "sendgrid", "password": "Os-Rndr-S3cret"}
@@ -75,7 +75,7 @@ def platform(request, tmp_path_factory):
     minion = LocalMinion(tmp_path_factory.mktemp(request.param), {**grains, "fqdn": FQDN}, PILLAR)
     show = minion.show_sls()
     assert show.returncode == 0, show.stdout + show.stderr
-    main_cf_args = _args(show.data, "postfix_relay-config-file-managed-main_cf")
+    main_cf_args = state_args(show.data, "postfix_relay-config-file-managed-main_cf")
     return {
         "name": request.param,
         "suse": grains["os_family"] == "Suse",
@@ -85,30 +85,15 @@ def platform(request, tmp_path_factory):
     }
 
 
-def _args(states, sid):
-    body = states[sid]
-    (module,) = (k for k in body if not k.startswith("__"))
-    args = {}
-    for item in body[module]:
-        if isinstance(item, dict):
-            args.update(item)
-    return args
-
-
-def _param(text, name):
-    found = [line.split(" = ", 1)[1] for line in text.splitlines() if line.startswith(f"{name} = ")]
-    return found[0] if found else None
-
-
 def test_package_list(platform):
-    pkgs = _args(platform["states"], "postfix_relay-package-pkg-installed-postfix")["pkgs"]
+    pkgs = state_args(platform["states"], "postfix_relay-package-pkg-installed-postfix")["pkgs"]
     assert pkgs == platform["expect"]["packages"]
     assert "postfix_relay-package-cmd-run-debconf" not in platform["states"]
 
 
 def test_map_compile_commands_use_the_map_type(platform):
     db = platform["expect"]["db"]
-    compiles = {sid: _args(platform["states"], sid) for sid in platform["states"] if "-cmd-run-post" in sid}
+    compiles = {sid: state_args(platform["states"], sid) for sid in platform["states"] if "-cmd-run-post" in sid}
     assert set(compiles) == {
         "postfix_relay-config-cmd-run-postmap-sasl_passwd",
         "postfix_relay-config-cmd-run-postalias",
@@ -120,19 +105,19 @@ def test_map_compile_commands_use_the_map_type(platform):
     for args in compiles.values():
         assert args["unless"][0]["db_type"] == db
     suffix = ".lmdb" if db == "lmdb" else ".db"
-    private = _args(platform["states"], "postfix_relay-config-file-managed-sasl_passwd_db")
+    private = state_args(platform["states"], "postfix_relay-config-file-managed-sasl_passwd_db")
     assert private["name"] == "/etc/postfix/sasl_passwd" + suffix
 
 
 def test_main_cf_lookups_compatibility_and_ca(platform):
     text, exp = platform["main_cf"], platform["expect"]
     db = exp["db"]
-    assert _param(text, "compatibility_level") == exp["level"]
-    assert _param(text, "smtp_sasl_password_maps") == f"{db}:/etc/postfix/sasl_passwd"
-    assert _param(text, "alias_maps") == f"{db}:/etc/aliases"
-    assert _param(text, "alias_database") == f"{db}:/etc/aliases"
-    assert _param(text, "smtp_tls_session_cache_database").startswith(f"{exp['cache']}:")
-    assert _param(text, "smtp_tls_CAfile") == exp["ca"]
+    assert main_cf_param(text, "compatibility_level") == exp["level"]
+    assert main_cf_param(text, "smtp_sasl_password_maps") == f"{db}:/etc/postfix/sasl_passwd"
+    assert main_cf_param(text, "alias_maps") == f"{db}:/etc/aliases"
+    assert main_cf_param(text, "alias_database") == f"{db}:/etc/aliases"
+    assert main_cf_param(text, "smtp_tls_session_cache_database").startswith(f"{exp['cache']}:")
+    assert main_cf_param(text, "smtp_tls_CAfile") == exp["ca"]
     # No lookup of the other kind anywhere: one map type per platform.
     other = {"hash", "btree"} if db == "lmdb" else {"lmdb"}
     used = set(re.findall(r"\b(hash|btree|lmdb):", text))
@@ -140,7 +125,7 @@ def test_main_cf_lookups_compatibility_and_ca(platform):
 
 
 def test_map_support_checked_after_install_before_any_map(platform):
-    args = _args(platform["states"], "postfix_relay-config-cmd-run-check-db_type")
+    args = state_args(platform["states"], "postfix_relay-config-cmd-run-check-db_type")
     assert args["unless"] == f"postconf -m | grep -qx {platform['expect']['db']}"
     assert args["onlyif"] == "command -v postconf"  # test=True on a fresh minion: nothing to ask yet
     # After the install and the placeholder main.cf (postconf needs one) ...
@@ -163,7 +148,7 @@ def test_suse_keeps_config_postfix_from_rewriting_main_cf(platform):
         return
     state = platform["states"][sid]
     assert "replace" in state["file"]
-    args = _args(platform["states"], sid)
+    args = state_args(platform["states"], sid)
     assert args["name"] == "/etc/sysconfig/mail"
     assert args["repl"] == 'MAIL_CREATE_CONFIG="no"'
     pattern = re.compile(args["pattern"], re.M)
@@ -176,7 +161,7 @@ def test_suse_keeps_config_postfix_from_rewriting_main_cf(platform):
     assert args["require"] == [{"pkg": "postfix_relay-package-pkg-installed-postfix"}]
     assert {"file": "postfix_relay-config-file-managed-main_cf"} in args["require_in"]
     assert state["__sls__"] == "postfix_relay.config.file"
-    watched = _args(platform["states"], "postfix_relay-service-running-postfix")["watch"]
+    watched = state_args(platform["states"], "postfix_relay-service-running-postfix")["watch"]
     assert {"sls": "postfix_relay.config.file"} in watched
 
 
@@ -186,12 +171,12 @@ def test_suse_clean_keeps_the_sysconfig_line_and_uses_lmdb(tmp_path):
     minion = LocalMinion(tmp_path, {**grains, "fqdn": FQDN}, None)
     res = minion.show_sls("postfix_relay.clean")
     assert res.returncode == 0, res.stdout + res.stderr
-    args = _args(res.data, "postfix_relay-config-clean-file-replace-sysconfig_mail")
+    args = state_args(res.data, "postfix_relay-config-clean-file-replace-sysconfig_mail")
     assert args["name"] == "/etc/sysconfig/mail" and args["repl"] == 'MAIL_CREATE_CONFIG="no"'
     assert args["require_in"] == [{"file": "postfix_relay-config-clean-file-managed-main_cf"}]
     assert "require" not in args  # clean installs nothing; the edit is skipped where the file is missing
     text = render_template(
-        "main.cf.jinja", _args(res.data, "postfix_relay-config-clean-file-managed-main_cf")["context"], {}
+        "main.cf.jinja", state_args(res.data, "postfix_relay-config-clean-file-managed-main_cf")["context"], {}
     )
-    assert _param(text, "alias_maps") == f"{db}:/etc/aliases"
-    assert _param(text, "relayhost") is None
+    assert main_cf_param(text, "alias_maps") == f"{db}:/etc/aliases"
+    assert main_cf_param(text, "relayhost") is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.formula import DEBIAN12
-from harness.saltlocal import LocalMinion
+from harness.saltlocal import LocalMinion, main_cf_param
 
 CA = "/etc/ssl/corp/root-ca.pem"
 PILLAR = {
@@ -17,13 +17,6 @@ PILLAR = {
 }
 
 
-def _param(text: str, name: str) -> str | None:
-    for line in text.splitlines():
-        if line.startswith(f"{name} = "):
-            return line.split(" = ", 1)[1]
-    return None
-
-
 def test_private_ca_renders_cafile_and_keeps_the_os_cas(tmp_path):
     """One Debian render (each costs seconds of `make check`); the other OS families' directory: unit tests."""
     ca_path = "/etc/ssl/certs"
@@ -31,12 +24,12 @@ def test_private_ca_renders_cafile_and_keeps_the_os_cas(tmp_path):
     show = minion.show_sls()
     assert show.returncode == 0, show.stdout + show.stderr
     cf = minion.render_state(show, "postfix_relay-config-file-managed-main_cf")
-    assert _param(cf, "smtp_tls_security_level") == "secure"
-    assert _param(cf, "smtp_tls_CAfile") == CA
-    assert _param(cf, "smtp_tls_CApath") == ca_path
+    assert main_cf_param(cf, "smtp_tls_security_level") == "secure"
+    assert main_cf_param(cf, "smtp_tls_CAfile") == CA
+    assert main_cf_param(cf, "smtp_tls_CApath") == ca_path
     names = [line.split(" = ")[0] for line in cf.splitlines() if " = " in line and not line.startswith("#")]
     assert len(names) == len(set(names)), "a parameter is rendered twice"
-    assert _param(cf, "lmtp_tls_CAfile") == "/etc/ssl/lmtp.pem"
+    assert main_cf_param(cf, "lmtp_tls_CAfile") == "/etc/ssl/lmtp.pem"
     assert (
         f"smtp_tls_CApath = {ca_path}"
         in minion.render_state(show, "postfix_relay-config-file-managed-restart_marker").splitlines()
