@@ -8,6 +8,7 @@ import os
 import time
 
 import pytest
+from harness.fakebin import fake_collector_tools
 from harness.formula import DEBIAN12, REPO, pfr
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -253,17 +254,14 @@ def test_beacon_validate():
 
 def test_collector_run_end_to_end_with_fake_commands(tmp_path, monkeypatch):
     """run(): journal lines after the cursor, postqueue -j, textfile + beacon state; nothing counted twice."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     journal = tmp_path / "journal.txt"
-    (bin_dir / "journalctl").write_text(
-        f'#!/bin/sh\ncase "$*" in *--after-cursor=c1*) exit 0;; esac\ncat {journal}\necho "-- cursor: c1"\n'
-    )
     queue = {"queue_name": "deferred", "arrival_time": 1000, "recipients": [{"delay_reason": "Connection refused"}]}
-    (bin_dir / "postqueue").write_text(f"#!/bin/sh\necho '{json.dumps(queue)}'\n")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    fake_collector_tools(
+        tmp_path,
+        monkeypatch,
+        f'case "$*" in *--after-cursor=c1*) exit 0;; esac\ncat {journal}\necho "-- cursor: c1"\n',
+        queue,
+    )
     monkeypatch.setattr(metrics, "MAIL_LOGS", ())
     journal.write_text(
         _line(1000.5, "deferred", "connect to x[127.0.0.2]:587: Connection refused")

@@ -13,6 +13,7 @@ import os
 import time
 
 import pytest
+from harness.fakebin import fake_collector_tools
 from harness.formula import DEBIAN12, REPO, pfr
 
 
@@ -141,14 +142,8 @@ def test_new_reason_classes_apply_to_texts_seen_before(tmp_path, monkeypatch):
     # A formula upgrade that fixes REASON_CLASSES rewrites the collector's config; the
     # text -> class cache kept in collector.state must not keep the old answer for the
     # very texts of the queue that waits (the ones an operator looks at).
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "journalctl").write_text("#!/bin/sh\nexit 0\n")
     queue = {"queue_name": "deferred", "arrival_time": 1000, "recipients": [{"delay_reason": "weird failure"}]}
-    (bin_dir / "postqueue").write_text(f"#!/bin/sh\necho '{json.dumps(queue)}'\n")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    fake_collector_tools(tmp_path, monkeypatch, "exit 0\n", queue)
     monkeypatch.setattr(metrics, "MAIL_LOGS", ())
     config_path, own = tmp_path / "config.json", str(tmp_path / "own" / "collector.state")
     config = {"textfile": None, "interval": 30, "state_file": str(tmp_path / "metrics.json"), "info": {}}
